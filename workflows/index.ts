@@ -1,0 +1,2 @@
+// Every workflow the workers register. Workers bundle this file; clients start workflows by these names.
+export { doctor } from './doctor.ts';
