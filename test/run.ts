@@ -31,7 +31,8 @@ async function main(): Promise<number> {
   const files = testFiles(args.filter((arg) => !arg.startsWith('--')));
   const runnerFlags = args.filter((arg) => arg.startsWith('--'));
   const workDir = mkdtempSync(join(tmpdir(), 'dpoflow-test-'));
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // The AWS SDK's notice that future releases need Node 22 would otherwise repeat in every test process.
+  const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 
   let temporal: TemporalDevServer | undefined;
   let minio: MinioServer | undefined;
