@@ -1,0 +1,144 @@
+// Compiles a loss into training models: forward + backward + clipping + optimizer update in ONE ONNX graph.
+// Trainable parameters are graph inputs (fed and returned each step); frozen weights are initializers and
+// stay inside the session. With gradient accumulation a second model adds micro-batch gradients into
+// accumulators, and the update model folds in the last micro-batch and applies the step in the same run.
+
+import { grad } from './autodiff.ts';
+import type { DType } from './dtype.ts';
+import { Graph, type Tensor } from './graph.ts';
+import { serializeModel } from './onnx.ts';
+import * as op from './ops/index.ts';
+import { clipByGlobalNorm, globalNorm, type OptimizerConfig, stateSuffixes, update } from './optimizers.ts';
+
+/** What a loss builder returns: the scalar loss, metrics to report, and the parameters to train. */
+export interface LossProgram {
+  loss: Tensor;
+  /** Scalars (or small tensors) returned with every step, e.g. TRL's rewards/chosen. */
+  metrics?: Record<string, Tensor>;
+  /** Graph inputs holding trainable weights; their names are the parameter names. */
+  trainable: readonly Tensor[];
+}
+
+export interface TrainStepOptions {
+  optimizer: OptimizerConfig;
+  /** Global-norm clipping threshold; 0 disables clipping (no clipping nodes are built). */
+  maxGradNorm: number;
+  /** Micro-batches per update; the loss is a mean per micro-batch, so gradients are averaged. */
+  gradientAccumulationSteps: number;
+  /** Whether weight decay applies to a parameter; default: weights of rank ≥ 2 (not biases, not norms). */
+  decays?: (name: string, dims: readonly (number | string)[]) => boolean;
+}
+
+export interface CompiledTraining {
+  /** Forward + backward (+ accumulated gradients) + clip + update. */
+  update: Uint8Array;
+  /** Forward + backward into gradient accumulators; only when gradientAccumulationSteps > 1. */
+  accumulate?: Uint8Array;
+  parameters: readonly { name: string; dims: readonly number[]; dtype: DType }[];
+  /** Per-parameter optimizer state suffixes, e.g. ['exp_avg', 'exp_avg_sq']. */
+  stateSuffixes: readonly string[];
+  metricNames: readonly string[];
+  options: TrainStepOptions;
+}
+
+/** Value names shared by the compiled models and the host session. */
+export const names = {
+  learningRate: 'learning_rate',
+  step: 'step',
+  loss: 'loss',
+  gradNorm: 'grad_norm',
+  state: (parameter: string, suffix: string) => `${parameter}.${suffix}`,
+  accumulator: (parameter: string) => `${parameter}.grad_accumulator`,
+  next: (name: string) => `next:${name}`,
+  metric: (name: string) => `metric:${name}`,
+};
+
+export function compileTraining(
+  build: (graph: Graph) => LossProgram,
+  options: TrainStepOptions,
+): CompiledTraining {
+  if (!Number.isInteger(options.gradientAccumulationSteps) || options.gradientAccumulationSteps < 1) {
+    throw new RangeError(
+      `gradientAccumulationSteps must be an integer ≥ 1, got ${options.gradientAccumulationSteps}`,
+    );
+  }
+  if (!(options.maxGradNorm >= 0))
+    throw new RangeError(`maxGradNorm must be ≥ 0, got ${options.maxGradNorm}`);
+  const accumulating = options.gradientAccumulationSteps > 1;
+  const updateModel = buildModel(build, options, 'update');
+  return {
+    update: updateModel.bytes,
+    accumulate: accumulating ? buildModel(build, options, 'accumulate').bytes : undefined,
+    parameters: updateModel.parameters,
+    stateSuffixes: stateSuffixes(options.optimizer),
+    metricNames: updateModel.metricNames,
+    options,
+  };
+}
+
+function buildModel(
+  build: (graph: Graph) => LossProgram,
+  options: TrainStepOptions,
+  kind: 'update' | 'accumulate',
+) {
+  const graph = new Graph(`train_${kind}`);
+  const program = build(graph);
+  const { loss, trainable } = program;
+  if (loss.rank !== 0) throw new RangeError(`the training loss must be a scalar, got ${loss}`);
+  const parameters = trainable.map((tensor) => {
+    if (tensor.source.kind !== 'input') throw new RangeError(`trainable ${tensor} must be a graph input`);
+    if (!tensor.dims.every((dim) => typeof dim === 'number')) {
+      throw new RangeError(`trainable ${tensor} must have static dims`);
+    }
+    return { name: tensor.name, dims: tensor.dims as number[], dtype: tensor.dtype };
+  });
+  const metricNames = Object.keys(program.metrics ?? {});
+  graph.output(names.loss, loss);
+  for (const [name, metric] of Object.entries(program.metrics ?? {}))
+    graph.output(names.metric(name), metric);
+
+  // Micro-batch losses are means, so each micro-batch contributes 1/K of the update's gradient.
+  const scale = 1 / options.gradientAccumulationSteps;
+  let gradients = grad(loss, trainable).map((gradient) => (scale === 1 ? gradient : op.mul(gradient, scale)));
+  if (options.gradientAccumulationSteps > 1) {
+    gradients = gradients.map((gradient, i) => {
+      const accumulator = graph.input(
+        names.accumulator(parameters[i].name),
+        gradient.dtype,
+        parameters[i].dims,
+      );
+      return op.add(accumulator, gradient);
+    });
+  }
+  if (kind === 'accumulate') {
+    for (const [i, gradient] of gradients.entries()) {
+      graph.output(names.next(names.accumulator(parameters[i].name)), gradient);
+    }
+    return { bytes: serializeModel(graph), parameters, metricNames };
+  }
+
+  const norm = globalNorm(gradients);
+  graph.output(names.gradNorm, norm);
+  if (options.maxGradNorm > 0) gradients = clipByGlobalNorm(gradients, norm, options.maxGradNorm);
+  const dtype = loss.dtype;
+  const learningRate = graph.input(names.learningRate, dtype, []);
+  const step = graph.input(names.step, dtype, []);
+  const decays = options.decays ?? ((_name, dims) => dims.length >= 2);
+  const suffixes = stateSuffixes(options.optimizer);
+  trainable.forEach((parameter, i) => {
+    const { name, dims } = parameters[i];
+    const state = suffixes.map((suffix) => graph.input(names.state(name, suffix), parameter.dtype, dims));
+    const next = update(options.optimizer, {
+      parameter,
+      gradient: gradients[i],
+      state,
+      learningRate,
+      step,
+      decay: decays(name, dims),
+    });
+    graph.output(names.next(name), next.parameter);
+    for (const [s, tensor] of next.state.entries())
+      graph.output(names.next(names.state(name, suffixes[s])), tensor);
+  });
+  return { bytes: serializeModel(graph), parameters, metricNames };
+}
