@@ -524,8 +524,9 @@ class WorkerSession implements Session {
 
   static async open(model: Uint8Array | string, options: RuntimeOptions): Promise<WorkerSession> {
     const host = currentHost();
-    // Bytes are copied once and that copy transferred; the caller keeps its model.
-    const sent = typeof model === 'string' ? model : model.slice();
+    // Bytes are copied once and that copy transferred; the caller keeps its model. (`new Uint8Array(view)`
+    // always copies: a Node Buffer's slice() is a view, and its buffer may be a shared pool.)
+    const sent = typeof model === 'string' ? model : new Uint8Array(model);
     const transfer = typeof sent === 'string' ? [] : [sent.buffer as ArrayBuffer];
     const opened = await host.request<OpenedSession>({ kind: 'open', model: sent, options }, transfer);
     return new WorkerSession(host, opened.session, modelLabelOf(model), opened.inputs, opened.outputs);
