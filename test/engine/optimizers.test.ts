@@ -69,9 +69,9 @@ async function gradients(
 ): Promise<Map<string, Float64Array>> {
   const graph = new Graph('mlp_gradients');
   const program = mlpLoss(graph);
-  grad(program.loss, program.trainable).forEach((g, i) =>
-    graph.output(`grad:${program.trainable[i].name}`, g),
-  );
+  for (const [i, g] of grad(program.loss, program.trainable).entries()) {
+    graph.output(`grad:${program.trainable[i].name}`, g);
+  }
   const [outputs] = await runGraph(serializeModel(graph), [{ ...data, ...Object.fromEntries(parameters) }]);
   return new Map(Object.keys(shapes).map((name) => [name, outputs[`grad:${name}`].data as Float64Array]));
 }
