@@ -1,0 +1,190 @@
+// The benchmark cases `npm run bench` times through ONNX Runtime, each the twin of a case in
+// bench/torch_peer.py (same shapes, same FLOP formula). Legend: B sequences, T tokens, D width, n matmul size.
+
+import { type HostTensor, hostTensor } from '../engine/dtype.ts';
+import * as F from '../engine/functional.ts';
+import { Graph, type Tensor } from '../engine/graph.ts';
+import { type Gpt2Config, gpt2Block, gpt2Logits, gpt2WeightShapes } from '../engine/models/gpt2.ts';
+import { serializeModel } from '../engine/onnx.ts';
+import * as op from '../engine/ops/index.ts';
+import type { ParameterSet } from '../engine/parameters.ts';
+import { createSession } from '../engine/runtime.ts';
+import { compileTraining, type LossProgram } from '../engine/train-step.ts';
+import { TrainingSession } from '../engine/training-session.ts';
+import { seededNormal } from './random.ts';
+
+export interface BenchCase {
+  /** One timed iteration; returns the loss for training cases, NaN otherwise. */
+  step(): Promise<number>;
+  /** Fields derived from the median step time (throughput, GFLOP/s). */
+  describe(medianSeconds: number): Record<string, unknown>;
+  release(): Promise<void>;
+}
+
+export type BenchCaseBuilder = (options: { threads: number }) => Promise<BenchCase>;
+
+const MATMUL_SIZE = 2048;
+
+/** The machine's attainable float32 matmul rate through ONNX Runtime: the yardstick for "fraction of peak". */
+const matmulPeak: BenchCaseBuilder = async ({ threads }) => {
+  const n = MATMUL_SIZE;
+  const graph = new Graph('matmul_peak');
+  // `a` is fed (a constant product would be folded away when the session is built); `b` lives in the
+  // session and the product is summed, so little but the MatMul crosses the worker boundary.
+  const a = graph.input('a', 'float32', [n, n]); // (n, n)
+  const b = graph.initializer('b', seededNormal([n, n], 2), { frozen: true }); // (n, n)
+  const aValue = seededNormal([n, n], 1);
+  graph.output('sum', op.reduceSum(op.matmul(a, b)));
+  const session = await createSession(serializeModel(graph), { intraOpThreads: threads, interOpThreads: 1 });
+  const flop = 2 * n ** 3;
+  return {
+    step: async () => {
+      await session.run({ a: aValue });
+      return Number.NaN;
+    },
+    describe: (seconds) => ({ shape: [n, n, n], flop, gflops: flop / seconds / 1e9 }),
+    release: () => session.release(),
+  };
+};
+
+// ---- training steps on the standard benchmark model: GPT-2-shaped, 6 layers, D 384, 6 heads, V 8192 ----------
+const model: Gpt2Config = {
+  vocab_size: 8192,
+  n_positions: 256,
+  n_embd: 384,
+  n_layer: 6,
+  n_head: 6,
+  layer_norm_epsilon: 1e-5,
+};
+const SEQUENCES = 16; // B: 8 DPO pairs, rows 0..7 chosen, 8..15 rejected
+const TOKENS = 256; // T
+const PROMPT_TOKENS = 64; // the response is positions 64..255
+const BETA = 0.1;
+const adamw = { type: 'adamw', beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01 } as const;
+
+/** The torch peer's FLOP formula: 6·N·B·T + 12·L·T²·D·B. */
+function trainingFlop(parameters: number, layers: number): number {
+  return 6 * parameters * SEQUENCES * TOKENS + 12 * layers * TOKENS ** 2 * model.n_embd * SEQUENCES;
+}
+
+function initialWeights(shapes: Map<string, number[]>): ParameterSet {
+  return new Map(
+    [...shapes].map(([name, dims], i) => {
+      const tensor = seededNormal(dims, 100 + i, 0.02);
+      if (/ln_\w*\.weight$/.test(name)) tensor.data.fill(1);
+      if (name.endsWith('.bias')) tensor.data.fill(0);
+      return [name, tensor];
+    }),
+  );
+}
+
+/** Trainable weights are graph inputs named as in the checkpoint. */
+function inputWeights(graph: Graph, trainable: Tensor[]) {
+  return (name: string, dims: readonly number[]) => {
+    const tensor = graph.input(name, 'float32', dims);
+    trainable.push(tensor);
+    return tensor;
+  };
+}
+
+async function trainingCase(
+  build: (graph: Graph) => LossProgram,
+  shapes: Map<string, number[]>,
+  batch: Record<string, HostTensor>,
+  threads: number,
+  describe: (seconds: number, parameters: number) => Record<string, unknown>,
+): Promise<BenchCase> {
+  const compiled = compileTraining(build, { optimizer: adamw, maxGradNorm: 1, gradientAccumulationSteps: 1 });
+  const session = await TrainingSession.create(
+    compiled,
+    { parameters: initialWeights(shapes) },
+    { intraOpThreads: threads, interOpThreads: 1 },
+  );
+  const parameters = [...shapes.values()].reduce((sum, dims) => sum + dims.reduce((a, b) => a * b, 1), 0);
+  return {
+    step: async () => (await session.step(batch, { learningRate: 1e-4 })).loss,
+    describe: (seconds) => describe(seconds, parameters),
+    release: () => session.release(),
+  };
+}
+
+/** One GPT-2 block, x (B, T, D) → block(x), loss = Σ block(x) ⊙ probe; forward + backward + AdamW. */
+const blockStep: BenchCaseBuilder = async ({ threads }) => {
+  const layerShapes = new Map(
+    [...gpt2WeightShapes(model)].filter(([name]) => name.startsWith('transformer.h.0.')),
+  );
+  const build = (graph: Graph): LossProgram => {
+    const trainable: Tensor[] = [];
+    const x = graph.input('x', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // (B, T, D)
+    const probe = graph.input('probe', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // makes dL/dout dense
+    const allowed = op.unsqueeze(F.causalMask(x, 1), [0, 1]); // (1, 1, T, T)
+    const out = gpt2Block(x, allowed, inputWeights(graph, trainable), 0, model);
+    return { loss: op.reduceSum(op.mul(out, probe)), trainable };
+  };
+  const batch = {
+    x: seededNormal([SEQUENCES, TOKENS, model.n_embd], 3),
+    probe: seededNormal([SEQUENCES, TOKENS, model.n_embd], 4),
+  };
+  return trainingCase(build, layerShapes, batch, threads, (seconds, parameters) => {
+    const flop = trainingFlop(parameters, 1);
+    return {
+      input_shape: [SEQUENCES, TOKENS, model.n_embd],
+      flop_per_step: flop,
+      gflops: flop / seconds / 1e9,
+    };
+  });
+};
+
+/** The full model with the DPO sigmoid loss against fixed reference log-probs (the torch peer's model_step). */
+const modelStep: BenchCaseBuilder = async ({ threads }) => {
+  const shapes = gpt2WeightShapes(model);
+  const pairs = SEQUENCES / 2;
+  const build = (graph: Graph): LossProgram => {
+    const trainable: Tensor[] = [];
+    const inputIds = graph.input('input_ids', 'int64', [SEQUENCES, TOKENS]); // (B, T)
+    const referenceLogp = graph.input('reference_logp', 'float32', [SEQUENCES]); // (B,)
+    const logits = gpt2Logits(inputIds, inputWeights(graph, trainable), model); // (B, T, V)
+    const predicting = op.slice(logits, [0], [TOKENS - 1], [1]); // (B, T-1, V): position t predicts t+1
+    const targets = op.slice(inputIds, [1], [op.END], [1]); // (B, T-1)
+    const responseMask = graph.constant(
+      hostTensor(
+        'float32',
+        [TOKENS - 1],
+        Float32Array.from({ length: TOKENS - 1 }, (_, t) => (t >= PROMPT_TOKENS - 1 ? 1 : 0)),
+      ),
+    );
+    const logp = op.reduceSum(op.mul(F.tokenLogProbs(predicting, targets), responseMask), [1]); // (B,)
+    const logRatio = op.sub(logp, referenceLogp); // (B,)
+    const chosen = op.slice(logRatio, [0], [pairs], [0]);
+    const rejected = op.slice(logRatio, [pairs], [SEQUENCES], [0]);
+    const loss = op.neg(op.reduceMean(F.logSigmoid(op.mul(op.sub(chosen, rejected), BETA))));
+    return { loss, trainable };
+  };
+  const ids = new BigInt64Array(SEQUENCES * TOKENS);
+  let state = 12345;
+  for (let i = 0; i < ids.length; i++) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    ids[i] = BigInt(state % model.vocab_size);
+  }
+  const batch = {
+    input_ids: hostTensor('int64', [SEQUENCES, TOKENS], ids),
+    reference_logp: seededNormal([SEQUENCES], 5),
+  };
+  return trainingCase(build, shapes, batch, threads, (seconds, parameters) => {
+    const withoutPositions = parameters - model.n_positions * model.n_embd;
+    const flop = trainingFlop(withoutPositions, model.n_layer);
+    return {
+      params: parameters,
+      pairs_per_s: pairs / seconds,
+      tokens_per_s: (SEQUENCES * TOKENS) / seconds,
+      flop_per_step: flop,
+      gflops: flop / seconds / 1e9,
+    };
+  });
+};
+
+export const benchCases: Record<string, BenchCaseBuilder> = {
+  matmul_peak: matmulPeak,
+  block_step: blockStep,
+  model_step: modelStep,
+};
