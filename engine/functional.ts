@@ -46,19 +46,23 @@ export function rmsNorm(x: Tensor, weight: Tensor, epsilon = 1e-6): Tensor {
 
 /**
  * Rotary position embedding, rotate-half form (GPT-NeoX / Llama), for x [B, H, T, E] with E static and even:
- * x·cos(θ) + rotate_half(x)·sin(θ), θ[t, i] = t · base^(−2i/E). Positions come from T at run time; the
- * cos/sin tables are built once per graph for each (T, E, base, dtype) and shared by every layer.
+ * x·cos(θ) + rotate_half(x)·sin(θ), θ[t, i] = t · f[i]. The frequencies f default to base^(−2i/E); models
+ * with rope scaling (llama3) pass their own E/2 values. Positions come from T at run time; the cos/sin tables
+ * are built once per graph for each (T, frequencies, dtype) and shared by every layer.
  */
-export function rotaryEmbedding(x: Tensor, base = 10000): Tensor {
+export function rotaryEmbedding(x: Tensor, base = 10000, frequencies?: Float64Array): Tensor {
   const width = x.dims[x.rank - 1];
   if (typeof width !== 'number' || width % 2 !== 0) {
     throw new op.ShapeError(`rotaryEmbedding: head width of ${x} must be a static even number`);
   }
   const half = width / 2;
-  const key = `rotary:${canonicalDim(x.dims[x.rank - 2])}:${width}:${base}:${x.dtype}`;
+  const inverse = frequencies ?? new Float64Array(half).map((_, i) => base ** ((-2 * i) / width));
+  if (inverse.length !== half) {
+    throw new op.ShapeError(`rotaryEmbedding: ${inverse.length} frequencies for head width ${width} (need ${half})`);
+  }
+  const key = `rotary:${canonicalDim(x.dims[x.rank - 2])}:${inverse.join(',')}:${x.dtype}`;
   const [cos, sin] = x.graph.memo(key, () => {
-    const frequencies = new Float64Array(half).map((_, i) => base ** ((-2 * i) / width));
-    const inverseFrequency = x.graph.constant(hostFloats(x.dtype, [half], frequencies)); // [E/2]
+    const inverseFrequency = x.graph.constant(hostFloats(x.dtype, [half], inverse)); // [E/2]
     const positions = op.unsqueeze(op.cast(op.arange(x, -2), x.dtype), 1); // [T, 1]
     const angles = op.mul(positions, inverseFrequency); // [T, E/2]
     const doubled = op.concat([angles, angles], -1); // [T, E]

@@ -22,18 +22,16 @@ const gpt2Schema = z.looseObject({
   eos_token_id: tokenId,
 });
 
-const ropeScalingSchema = z
-  .looseObject({
-    rope_type: z.literal('llama3').optional(),
-    type: z.literal('llama3').optional(), // older configs name it `type`
-    factor: z.number().positive(),
-    low_freq_factor: z.number().positive(),
-    high_freq_factor: z.number().positive(),
-    original_max_position_embeddings: positiveInt,
-  })
-  .refine((value) => value.rope_type === 'llama3' || value.type === 'llama3', {
-    message: 'only rope_type "llama3" scaling is supported',
-  });
+/** Rope settings: transformers ≥ 5 writes `rope_parameters` (theta inside); older configs `rope_theta` + `rope_scaling`. */
+const ropeSchema = z.looseObject({
+  rope_type: z.enum(['default', 'llama3']).optional(),
+  type: z.enum(['default', 'llama3']).optional(), // older configs name it `type`
+  rope_theta: z.number().positive().optional(),
+  factor: z.number().positive().optional(),
+  low_freq_factor: z.number().positive().optional(),
+  high_freq_factor: z.number().positive().optional(),
+  original_max_position_embeddings: positiveInt.optional(),
+});
 
 const llamaSchema = z.looseObject({
   vocab_size: positiveInt,
@@ -45,8 +43,9 @@ const llamaSchema = z.looseObject({
   head_dim: positiveInt.nullish(),
   max_position_embeddings: positiveInt,
   rms_norm_eps: z.number().positive().default(1e-6),
-  rope_theta: z.number().positive().default(10000),
-  rope_scaling: ropeScalingSchema.nullish(),
+  rope_theta: z.number().positive().optional(),
+  rope_scaling: ropeSchema.nullish(),
+  rope_parameters: ropeSchema.nullish(),
   tie_word_embeddings: z.boolean().default(false),
   attention_bias: z.boolean().default(false),
   mlp_bias: z.literal(false).default(false),
@@ -155,7 +154,17 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): CausalLm
       `${source}: head dim ${headDim} must be an even integer (hidden_size / num_attention_heads)`,
     );
   }
-  const scaling = c.rope_scaling ?? undefined;
+  const rope = { ...c.rope_scaling, ...c.rope_parameters };
+  const ropeType = rope.rope_type ?? rope.type ?? 'default';
+  const { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = rope;
+  if (
+    ropeType === 'llama3' &&
+    !(factor && low_freq_factor && high_freq_factor && original_max_position_embeddings)
+  ) {
+    throw new ModelConfigError(
+      `${source}: llama3 rope scaling needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings`,
+    );
+  }
   const config: LlamaSpecConfig = {
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
@@ -165,13 +174,16 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): CausalLm
     num_key_value_heads: kvHeads,
     head_dim: headDim,
     rms_norm_eps: c.rms_norm_eps,
-    rope_theta: c.rope_theta,
-    rope_scaling: scaling && {
-      factor: scaling.factor,
-      low_freq_factor: scaling.low_freq_factor,
-      high_freq_factor: scaling.high_freq_factor,
-      original_max_position_embeddings: scaling.original_max_position_embeddings,
-    },
+    rope_theta: rope.rope_theta ?? c.rope_theta ?? 10000,
+    rope_scaling:
+      ropeType === 'llama3'
+        ? {
+            factor: factor!,
+            low_freq_factor: low_freq_factor!,
+            high_freq_factor: high_freq_factor!,
+            original_max_position_embeddings: original_max_position_embeddings!,
+          }
+        : undefined,
     tie_word_embeddings: c.tie_word_embeddings,
     qkv_bias: architecture === 'Qwen2ForCausalLM' || c.attention_bias,
   };
