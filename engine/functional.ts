@@ -58,7 +58,9 @@ export function rotaryEmbedding(x: Tensor, base = 10000, frequencies?: Float64Ar
   const half = width / 2;
   const inverse = frequencies ?? new Float64Array(half).map((_, i) => base ** ((-2 * i) / width));
   if (inverse.length !== half) {
-    throw new op.ShapeError(`rotaryEmbedding: ${inverse.length} frequencies for head width ${width} (need ${half})`);
+    throw new op.ShapeError(
+      `rotaryEmbedding: ${inverse.length} frequencies for head width ${width} (need ${half})`,
+    );
   }
   const key = `rotary:${canonicalDim(x.dims[x.rank - 2])}:${inverse.join(',')}:${x.dtype}`;
   const [cos, sin] = x.graph.memo(key, () => {

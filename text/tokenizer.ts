@@ -98,9 +98,8 @@ export class TextTokenizer {
     const source = options.template ?? this.chatTemplate;
     if (!source)
       throw new TokenizerError(`${this.source}: no chat_template in tokenizer_config.json and none given`);
-    const template = options.template
-      ? new Template(options.template)
-      : (this.#template ??= new Template(source));
+    if (!options.template) this.#template ??= new Template(source);
+    const template = options.template ? new Template(options.template) : this.#template!;
     return template.render({
       messages: messages.map((message) => ({ ...message })),
       add_generation_prompt: options.addGenerationPrompt ?? false,
