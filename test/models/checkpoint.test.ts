@@ -8,7 +8,9 @@ import { describe, it, type TestContext } from 'node:test';
 import { hostTensor } from '../../engine/dtype.ts';
 import { weightShapes } from '../../engine/models/causal-lm.ts';
 import { loadCheckpoint, saveCheckpoint } from '../../engine/models/checkpoint.ts';
+import { tinyConfig, tinyParameters, writeTinyModel } from '../../engine/models/tiny.ts';
 import { maxAbsDiff, saveParameters } from '../../engine/parameters.ts';
+import { loadTokenizer } from '../../text/tokenizer.ts';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'models');
 
@@ -37,6 +39,22 @@ describe('checkpoints', () => {
     const llama = await loadCheckpoint(join(fixtures, 'llama'));
     assert.ok(llama.spec.family === 'llama' && llama.spec.config.rope_scaling?.factor === 8);
     assert.ok(llama.spec.family === 'llama' && llama.spec.config.num_key_value_heads === 2);
+  });
+
+  it('tiny model factory: each family writes a directory that loads back with its seeded weights and tokenizer', async (t) => {
+    const root = await mkdtemp(join(tmpdir(), 'dpoflow-tiny-'));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    for (const family of ['gpt2', 'llama', 'qwen2'] as const) {
+      await writeTinyModel(join(root, family), { family, seed: 4 });
+      const loaded = await loadCheckpoint(join(root, family));
+      assert.equal(maxAbsDiff(loaded.parameters, tinyParameters(tinyConfig({ family }), 4)), 0);
+      assert.equal((await loadTokenizer(join(root, family))).eosTokenId, loaded.spec.eosTokenIds[0]);
+    }
+    const llama = await loadCheckpoint(join(root, 'llama'));
+    assert.ok(
+      llama.spec.family === 'llama' && llama.spec.config.num_key_value_heads === 2,
+      'grouped-query attention',
+    );
   });
 
   it('save → load round-trips identical weights', async (t) => {
