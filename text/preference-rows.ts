@@ -48,7 +48,8 @@ export class RowError extends Error {
 export function detectFormat(raw: Record<string, unknown>): PreferenceFormat | undefined {
   if ('chosen_input_ids' in raw) return 'pretokenized';
   if (Array.isArray(raw.chosen)) return 'conversational';
-  if (typeof raw.chosen === 'string') return 'prompt' in raw ? 'standard' : 'implicit_prompt';
+  if (typeof raw.prompt === 'string') return 'standard';
+  if (typeof raw.chosen === 'string') return 'implicit_prompt';
   return undefined;
 }
 

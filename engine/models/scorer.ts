@@ -1,0 +1,85 @@
+// Scores tokenized preference pairs under one model: per pair, the summed log-prob and token count of the
+// chosen and the rejected response. The session is built once; pairs go through in right-padded batches with
+// chosen and rejected sequences side by side. Used by `dpoflow score` and the reference log-prob cache.
+
+import { hostTensor } from '../dtype.ts';
+import type { ParameterSet } from '../parameters.ts';
+import { createSession, type RuntimeOptions, type Session } from '../runtime.ts';
+import { buildScoringModel } from './causal-lm.ts';
+import type { CausalLmSpec } from './hf-config.ts';
+
+export interface PairIds {
+  prompt_input_ids: readonly number[];
+  chosen_input_ids: readonly number[];
+  rejected_input_ids: readonly number[];
+}
+
+export interface PairScore {
+  logp_chosen: number;
+  logp_rejected: number;
+  n_tokens_chosen: number;
+  n_tokens_rejected: number;
+  mean_logit_chosen: number;
+  mean_logit_rejected: number;
+}
+
+export class PairScorer {
+  private constructor(
+    private readonly session: Session,
+    private readonly padTokenId: number,
+  ) {}
+
+  static async create(
+    spec: CausalLmSpec,
+    parameters: ParameterSet,
+    runtime: Partial<RuntimeOptions> = {},
+  ): Promise<PairScorer> {
+    const session = await createSession(buildScoringModel(spec, parameters), runtime);
+    return new PairScorer(session, spec.eosTokenIds[0] ?? 0);
+  }
+
+  /** Scores up to any number of pairs in one run: rows 0..P−1 chosen, P..2P−1 rejected. */
+  async score(pairs: readonly PairIds[]): Promise<PairScore[]> {
+    const sequences = [
+      ...pairs.map((pair) => [pair.prompt_input_ids, pair.chosen_input_ids] as const),
+      ...pairs.map((pair) => [pair.prompt_input_ids, pair.rejected_input_ids] as const),
+    ];
+    const rows = sequences.length;
+    const tokens = Math.max(...sequences.map(([prompt, response]) => prompt.length + response.length));
+    const ids = new BigInt64Array(rows * tokens).fill(BigInt(this.padTokenId));
+    const attention = new BigInt64Array(rows * tokens);
+    const response = new BigInt64Array(rows * tokens);
+    sequences.forEach(([promptIds, responseIds], row) => {
+      const offset = row * tokens;
+      [...promptIds, ...responseIds].forEach((id, t) => {
+        ids[offset + t] = BigInt(id);
+        attention[offset + t] = 1n;
+        if (t >= promptIds.length) response[offset + t] = 1n;
+      });
+    });
+    const dims = [rows, tokens];
+    const out = await this.session.run({
+      input_ids: hostTensor('int64', dims, ids),
+      attention_mask: hostTensor('int64', dims, attention),
+      response_mask: hostTensor('int64', dims, response),
+    });
+    const [logp, count, meanLogit] = [
+      out.logp.data,
+      out.n_tokens.data,
+      out.mean_logit.data,
+    ] as Float32Array[];
+    const P = pairs.length;
+    return pairs.map((_, i) => ({
+      logp_chosen: logp[i],
+      logp_rejected: logp[P + i],
+      n_tokens_chosen: count[i],
+      n_tokens_rejected: count[P + i],
+      mean_logit_chosen: meanLogit[i],
+      mean_logit_rejected: meanLogit[P + i],
+    }));
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
