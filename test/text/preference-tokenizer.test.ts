@@ -150,7 +150,11 @@ describe('DPO tokenization', () => {
     );
     assert.throws(
       () => parsePreferenceRow({ prompt: 'p', chosen: 3, rejected: 'r' }, 5),
-      /row 5: cannot tell the format/,
+      /row 5: chosen: .*standard format/,
+    );
+    assert.throws(
+      () => parsePreferenceRow({ question: 'p' }, 9),
+      /row 9: cannot tell the format from fields \["question"\]/,
     );
     assert.throws(
       () => parsePreferenceRow({ chosen_input_ids: [1], rejected_input_ids: [-1], prompt_input_ids: [] }, 6),
