@@ -107,19 +107,25 @@ export function gpt2Block(
 }
 
 /**
- * Logits (B, T, V) for input_ids (B, T) int64. With attention_mask (B, T) (1 = token) padded keys are masked;
- * positions are 0…T−1 as in transformers' GPT-2 without explicit position_ids, so pad on the right.
+ * Logits (B, T, V) for input_ids (B, T) int64. attention_mask (B, T) (1 = token) masks padded keys;
+ * position_ids (B or 1, T) int64 index transformer.wpe and default to 0…T−1, as in transformers' forward.
  */
 export function gpt2Logits(
   inputIds: Tensor,
   weight: WeightSource,
   config: Gpt2Config,
   attentionMask?: Tensor,
+  positionIds?: Tensor,
 ): Tensor {
   const { vocab_size: V, n_positions: P, n_embd: D } = config;
+  const tokens = inputIds.dims[1];
+  if (typeof tokens === 'number' && tokens > P) {
+    throw new op.ShapeError(`gpt2Logits: ${tokens} tokens exceed n_positions ${P} (input_ids ${inputIds})`);
+  }
   const wte = weight('transformer.wte.weight', [V, D]);
-  const positions = op.arange(inputIds, 1); // (T,)
-  let x = op.add(op.gather(wte, inputIds), op.gather(weight('transformer.wpe.weight', [P, D]), positions)); // (B, T, D)
+  const wpe = weight('transformer.wpe.weight', [P, D]);
+  const positions = positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0); // (B or 1, T)
+  let x = op.add(op.gather(wte, inputIds), op.gather(wpe, positions)); // (B, T, D)
   const causal = op.unsqueeze(F.causalMask(inputIds, 1), [0, 1]); // (1, 1, T, T)
   const allowed = attentionMask ? op.logicalAnd(causal, F.paddingMask(attentionMask)) : causal;
   for (let layer = 0; layer < config.n_layer; layer++) x = gpt2Block(x, allowed, weight, layer, config);

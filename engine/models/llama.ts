@@ -2,6 +2,7 @@
 // RMSNorm, rotate-half RoPE (with llama3 frequency scaling), grouped-query attention, SwiGLU. Weight names are
 // the checkpoint's. Legend: B batch, T tokens, D width, H heads, K kv heads, E head width, I MLP width, V vocab.
 
+import { hostTensor } from '../dtype.ts';
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
@@ -55,6 +56,40 @@ export function ropeFrequencies(config: LlamaSpecConfig): Float64Array {
   });
 }
 
+/**
+ * cos and sin of θ[b, t, i] = position[b, t] · f[i], each (B or 1, 1, T, E) with the E/2 angles written twice
+ * (rotate-half layout), built once per graph and shared by every layer. F.rotaryEmbedding takes positions
+ * 0…T−1 only; position ids from the attention mask (left padding) need these tables.
+ */
+function rotaryTables(
+  positionIds: Tensor,
+  config: LlamaSpecConfig,
+  dtype: Tensor['dtype'],
+): [Tensor, Tensor] {
+  const graph = positionIds.graph;
+  return graph.memo(`llama-rope:${positionIds.id}:${dtype}`, () => {
+    if (dtype !== 'float32' && dtype !== 'float64') {
+      throw new op.ShapeError(`llama rotary embedding: dtype ${dtype} is not supported (float32 or float64)`);
+    }
+    const frequencies = ropeFrequencies(config);
+    const values = dtype === 'float64' ? frequencies : Float32Array.from(frequencies);
+    const f = graph.constant(hostTensor(dtype, [frequencies.length], values)); // (E/2,)
+    const angles = op.mul(op.unsqueeze(op.cast(positionIds, dtype), -1), f); // (B, T, E/2)
+    const doubled = op.concat([angles, angles], -1); // (B, T, E)
+    return [op.unsqueeze(op.cos(doubled), 1), op.unsqueeze(op.sin(doubled), 1)]; // (B, 1, T, E)
+  });
+}
+
+/** x·cos + rotate_half(x)·sin for x (B, n, T, E); rotate_half(x) = [−x₂, x₁] over the halves of E. */
+function rotate(x: Tensor, [cos, sin]: [Tensor, Tensor]): Tensor {
+  const half = (x.dims[3] as number) / 2; // E is static: config.head_dim
+  const rotated = op.concat(
+    [op.neg(op.slice(x, [half], [op.END], [-1])), op.slice(x, [0], [half], [-1])],
+    -1,
+  );
+  return op.add(op.mul(x, cos), op.mul(rotated, sin));
+}
+
 function linear(
   x: Tensor,
   weight: WeightSource,
@@ -67,10 +102,11 @@ function linear(
   return bias ? op.add(y, weight(`${name}.bias`, [rows])) : y;
 }
 
-/** Grouped-query attention; `allowed` bool [B or 1, 1, T, T]. x (B, T, D) → (B, T, D). */
+/** Grouped-query attention; `allowed` bool [B or 1, 1, T, T], `rope` from rotaryTables. x (B, T, D) → (B, T, D). */
 function attention(
   x: Tensor,
   allowed: Tensor,
+  rope: [Tensor, Tensor],
   weight: WeightSource,
   prefix: string,
   config: LlamaSpecConfig,
@@ -79,10 +115,8 @@ function attention(
   const [H, K] = [config.num_attention_heads, config.num_key_value_heads];
   const [B, T] = [x.dims[0], x.dims[1]];
   const heads = (t: Tensor, count: number) => op.transpose(op.reshape(t, [B, T, count, E]), [0, 2, 1, 3]); // (B, n, T, E)
-  const frequencies = ropeFrequencies(config);
-  const rope = (t: Tensor) => F.rotaryEmbedding(t, config.rope_theta, frequencies);
-  const q = rope(heads(linear(x, weight, `${prefix}.q_proj`, H * E, D, config.qkv_bias), H)); // (B, H, T, E)
-  let k = rope(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K)); // (B, K, T, E)
+  const q = rotate(heads(linear(x, weight, `${prefix}.q_proj`, H * E, D, config.qkv_bias), H), rope); // (B, H, T, E)
+  let k = rotate(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K), rope); // (B, K, T, E)
   let v = heads(linear(x, weight, `${prefix}.v_proj`, K * E, D, config.qkv_bias), K); // (B, K, T, E)
   if (K !== H) {
     // Each kv head serves H/K query heads: (B, K, T, E) → (B, K, H/K, T, E) → (B, H, T, E).
@@ -113,18 +147,23 @@ function rmsNorm(x: Tensor, weight: WeightSource, name: string, config: LlamaSpe
   return F.rmsNorm(x, weight(`${name}.weight`, [config.hidden_size]), config.rms_norm_eps);
 }
 
-/** Logits (B, T, V) for input_ids (B, T); positions 0…T−1 as transformers without position_ids. */
+/**
+ * Logits (B, T, V) for input_ids (B, T) int64. attention_mask (B, T) (1 = token) masks padded keys;
+ * position_ids (B or 1, T) int64 rotate q and k and default to 0…T−1, as in transformers' forward.
+ */
 export function llamaLogits(
   inputIds: Tensor,
   weight: WeightSource,
   config: LlamaSpecConfig,
   attentionMask?: Tensor,
+  positionIds?: Tensor,
 ): Tensor {
   const { vocab_size: V, hidden_size: D } = config;
   const embedding = weight('model.embed_tokens.weight', [V, D]);
   let x = op.gather(embedding, inputIds); // (B, T, D)
   const causal = op.unsqueeze(F.causalMask(inputIds, 1), [0, 1]); // (1, 1, T, T)
   const allowed = attentionMask ? op.logicalAnd(causal, F.paddingMask(attentionMask)) : causal;
+  const rope = rotaryTables(positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0), config, x.dtype);
   for (let i = 0; i < config.num_hidden_layers; i++) {
     const prefix = `model.layers.${i}`;
     x = op.add(
@@ -132,6 +171,7 @@ export function llamaLogits(
       attention(
         rmsNorm(x, weight, `${prefix}.input_layernorm`, config),
         allowed,
+        rope,
         weight,
         `${prefix}.self_attn`,
         config,
