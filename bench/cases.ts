@@ -118,7 +118,7 @@ const blockStep: BenchCaseBuilder = async ({ threads }) => {
     const x = graph.input('x', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // (B, T, D)
     const probe = graph.input('probe', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // makes dL/dout dense
     const allowed = op.unsqueeze(F.causalMask(x, 1), [0, 1]); // (1, 1, T, T)
-    const out = gpt2Block(x, allowed, inputWeights(graph, trainable), 0, model);
+    const { out } = gpt2Block(x, allowed, inputWeights(graph, trainable), 0, model);
     return { loss: op.reduceSum(op.mul(out, probe)), trainable };
   };
   const batch = {

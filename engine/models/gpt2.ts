@@ -4,6 +4,7 @@
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
+import { attend, attentionAllowed, type LayerCache } from './attention.ts';
 
 export interface Gpt2Config {
   vocab_size: number; // V
@@ -62,23 +63,23 @@ function layerNorm(x: Tensor, weight: WeightSource, prefix: string, config: Gpt2
   });
 }
 
-/** Causal self-attention; `allowed` is bool [B or 1, 1, T, T]. x (B, T, D) → (B, T, D). */
+/** Causal self-attention; `allowed` bool (B or 1, 1, T, L). x (B, T, D) → (B, T, D) and this layer's cache. */
 function attention(
   x: Tensor,
   allowed: Tensor,
   weight: WeightSource,
   prefix: string,
   config: Gpt2Config,
-): Tensor {
+  past?: LayerCache,
+): { out: Tensor; present: LayerCache } {
   const D = config.n_embd;
   const H = config.n_head;
   const E = D / H;
   const split = (t: Tensor) => op.transpose(op.reshape(t, [x.dims[0], x.dims[1], H, E]), [0, 2, 1, 3]); // (B, H, T, E)
   const [q, k, v] = op.split(conv1d(x, weight, `${prefix}.c_attn`, D, 3 * D), 3, -1).map(split);
-  const scores = op.div(op.matmul(q, op.transposeLastTwo(k)), Math.sqrt(E)); // (B, H, T, T)
-  const probabilities = op.softmax(F.maskScores(scores, allowed));
-  const y = op.transpose(op.matmul(probabilities, v), [0, 2, 1, 3]); // (B, T, H, E)
-  return conv1d(op.reshape(y, [x.dims[0], x.dims[1], D]), weight, `${prefix}.c_proj`, D, D);
+  const { y, present } = attend(q, k, v, allowed, past); // y (B, H, T, E)
+  const merged = op.reshape(op.transpose(y, [0, 2, 1, 3]), [x.dims[0], x.dims[1], D]); // (B, T, D)
+  return { out: conv1d(merged, weight, `${prefix}.c_proj`, D, D), present };
 }
 
 function mlp(x: Tensor, weight: WeightSource, prefix: string, config: Gpt2Config): Tensor {
@@ -94,15 +95,56 @@ export function gpt2Block(
   weight: WeightSource,
   layer: number,
   config: Gpt2Config,
-): Tensor {
+  past?: LayerCache,
+): { out: Tensor; present: LayerCache } {
   const prefix = `transformer.h.${layer}`;
-  const afterAttention = op.add(
-    x,
-    attention(layerNorm(x, weight, `${prefix}.ln_1`, config), allowed, weight, `${prefix}.attn`, config),
-  );
-  return op.add(
+  const normed = layerNorm(x, weight, `${prefix}.ln_1`, config);
+  const { out: attended, present } = attention(normed, allowed, weight, `${prefix}.attn`, config, past);
+  const afterAttention = op.add(x, attended);
+  const out = op.add(
     afterAttention,
     mlp(layerNorm(afterAttention, weight, `${prefix}.ln_2`, config), weight, `${prefix}.mlp`, config),
+  );
+  return { out, present };
+}
+
+export interface ForwardOptions {
+  attentionMask?: Tensor; // (B, L) 1 = token, over cached and new tokens
+  positionIds?: Tensor; // (B or 1, T); default 0…T−1
+  past?: readonly LayerCache[]; // one per layer, for decoding with a key/value cache
+}
+
+/** Final hidden states (B, T, D) after transformer.ln_f, and each layer's key/value cache. */
+export function gpt2Forward(
+  inputIds: Tensor,
+  weight: WeightSource,
+  config: Gpt2Config,
+  options: ForwardOptions = {},
+): { hidden: Tensor; present: LayerCache[] } {
+  const { vocab_size: V, n_positions: P, n_embd: D } = config;
+  const tokens = inputIds.dims[1];
+  if (typeof tokens === 'number' && tokens > P) {
+    throw new op.ShapeError(`gpt2Logits: ${tokens} tokens exceed n_positions ${P} (input_ids ${inputIds})`);
+  }
+  const wte = weight('transformer.wte.weight', [V, D]);
+  const wpe = weight('transformer.wpe.weight', [P, D]);
+  const positions = options.positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0); // (B or 1, T)
+  let x = op.add(op.gather(wte, inputIds), op.gather(wpe, positions)); // (B, T, D)
+  const allowed = attentionAllowed(inputIds, options.attentionMask, options.past !== undefined);
+  const present: LayerCache[] = [];
+  for (let layer = 0; layer < config.n_layer; layer++) {
+    const block = gpt2Block(x, allowed, weight, layer, config, options.past?.[layer]);
+    x = block.out;
+    present.push(block.present);
+  }
+  return { hidden: layerNorm(x, weight, 'transformer.ln_f', config), present };
+}
+
+/** The tied lm_head: hidden (…, D) → logits (…, V). */
+export function gpt2Head(hidden: Tensor, weight: WeightSource, config: Gpt2Config): Tensor {
+  return op.matmul(
+    hidden,
+    op.transpose(weight('transformer.wte.weight', [config.vocab_size, config.n_embd])),
   );
 }
 
@@ -117,18 +159,9 @@ export function gpt2Logits(
   attentionMask?: Tensor,
   positionIds?: Tensor,
 ): Tensor {
-  const { vocab_size: V, n_positions: P, n_embd: D } = config;
-  const tokens = inputIds.dims[1];
-  if (typeof tokens === 'number' && tokens > P) {
-    throw new op.ShapeError(`gpt2Logits: ${tokens} tokens exceed n_positions ${P} (input_ids ${inputIds})`);
-  }
-  const wte = weight('transformer.wte.weight', [V, D]);
-  const wpe = weight('transformer.wpe.weight', [P, D]);
-  const positions = positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0); // (B or 1, T)
-  let x = op.add(op.gather(wte, inputIds), op.gather(wpe, positions)); // (B, T, D)
-  const causal = op.unsqueeze(F.causalMask(inputIds, 1), [0, 1]); // (1, 1, T, T)
-  const allowed = attentionMask ? op.logicalAnd(causal, F.paddingMask(attentionMask)) : causal;
-  for (let layer = 0; layer < config.n_layer; layer++) x = gpt2Block(x, allowed, weight, layer, config);
-  const final = layerNorm(x, weight, 'transformer.ln_f', config);
-  return op.matmul(final, op.transpose(wte)); // tied lm_head, (B, T, V)
+  return gpt2Head(
+    gpt2Forward(inputIds, weight, config, { attentionMask, positionIds }).hidden,
+    weight,
+    config,
+  );
 }

@@ -6,6 +6,7 @@ import { hostTensor } from '../dtype.ts';
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
+import { attend, attentionAllowed, type LayerCache } from './attention.ts';
 import type { WeightSource } from './gpt2.ts';
 import type { LlamaSpecConfig } from './hf-config.ts';
 
@@ -102,7 +103,7 @@ function linear(
   return bias ? op.add(y, weight(`${name}.bias`, [rows])) : y;
 }
 
-/** Grouped-query attention; `allowed` bool [B or 1, 1, T, T], `rope` from rotaryTables. x (B, T, D) → (B, T, D). */
+/** Grouped-query attention; `allowed` bool (B or 1, 1, T, L), `rope` from rotaryTables. x (B, T, D) → (B, T, D). */
 function attention(
   x: Tensor,
   allowed: Tensor,
@@ -110,25 +111,18 @@ function attention(
   weight: WeightSource,
   prefix: string,
   config: LlamaSpecConfig,
-): Tensor {
+  past?: LayerCache,
+): { out: Tensor; present: LayerCache } {
   const { hidden_size: D, head_dim: E } = config;
   const [H, K] = [config.num_attention_heads, config.num_key_value_heads];
   const [B, T] = [x.dims[0], x.dims[1]];
   const heads = (t: Tensor, count: number) => op.transpose(op.reshape(t, [B, T, count, E]), [0, 2, 1, 3]); // (B, n, T, E)
   const q = rotate(heads(linear(x, weight, `${prefix}.q_proj`, H * E, D, config.qkv_bias), H), rope); // (B, H, T, E)
-  let k = rotate(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K), rope); // (B, K, T, E)
-  let v = heads(linear(x, weight, `${prefix}.v_proj`, K * E, D, config.qkv_bias), K); // (B, K, T, E)
-  if (K !== H) {
-    // Each kv head serves H/K query heads: (B, K, T, E) → (B, K, H/K, T, E) → (B, H, T, E).
-    const repeat = (t: Tensor) =>
-      op.reshape(op.expand(op.unsqueeze(t, 2), [B, K, H / K, T, E]), [B, H, T, E]);
-    k = repeat(k);
-    v = repeat(v);
-  }
-  const scores = op.div(op.matmul(q, op.transposeLastTwo(k)), Math.sqrt(E)); // (B, H, T, T)
-  const y = op.matmul(op.softmax(F.maskScores(scores, allowed)), v); // (B, H, T, E)
+  const k = rotate(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K), rope); // (B, K, T, E)
+  const v = heads(linear(x, weight, `${prefix}.v_proj`, K * E, D, config.qkv_bias), K); // (B, K, T, E)
+  const { y, present } = attend(q, k, v, allowed, past); // (B, H, T, E)
   const merged = op.reshape(op.transpose(y, [0, 2, 1, 3]), [B, T, H * E]); // (B, T, H·E)
-  return linear(merged, weight, `${prefix}.o_proj`, D, H * E);
+  return { out: linear(merged, weight, `${prefix}.o_proj`, D, H * E), present };
 }
 
 function mlp(x: Tensor, weight: WeightSource, prefix: string, config: LlamaSpecConfig): Tensor {
@@ -147,6 +141,55 @@ function rmsNorm(x: Tensor, weight: WeightSource, name: string, config: LlamaSpe
   return F.rmsNorm(x, weight(`${name}.weight`, [config.hidden_size]), config.rms_norm_eps);
 }
 
+export interface ForwardOptions {
+  attentionMask?: Tensor; // (B, L) 1 = token, over cached and new tokens
+  positionIds?: Tensor; // (B or 1, T); default 0…T−1
+  past?: readonly LayerCache[]; // one per layer, for decoding with a key/value cache
+}
+
+/** Final hidden states (B, T, D) after model.norm, and each layer's key/value cache. */
+export function llamaForward(
+  inputIds: Tensor,
+  weight: WeightSource,
+  config: LlamaSpecConfig,
+  options: ForwardOptions = {},
+): { hidden: Tensor; present: LayerCache[] } {
+  const { vocab_size: V, hidden_size: D } = config;
+  let x = op.gather(weight('model.embed_tokens.weight', [V, D]), inputIds); // (B, T, D)
+  const allowed = attentionAllowed(inputIds, options.attentionMask, options.past !== undefined);
+  const rope = rotaryTables(options.positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0), config, x.dtype);
+  const present: LayerCache[] = [];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const prefix = `model.layers.${i}`;
+    const normed = rmsNorm(x, weight, `${prefix}.input_layernorm`, config);
+    const attended = attention(
+      normed,
+      allowed,
+      rope,
+      weight,
+      `${prefix}.self_attn`,
+      config,
+      options.past?.[i],
+    );
+    x = op.add(x, attended.out);
+    present.push(attended.present);
+    x = op.add(
+      x,
+      mlp(rmsNorm(x, weight, `${prefix}.post_attention_layernorm`, config), weight, `${prefix}.mlp`, config),
+    );
+  }
+  return { hidden: rmsNorm(x, weight, 'model.norm', config), present };
+}
+
+/** lm_head (or the tied embedding): hidden (…, D) → logits (…, V). */
+export function llamaHead(hidden: Tensor, weight: WeightSource, config: LlamaSpecConfig): Tensor {
+  const { vocab_size: V, hidden_size: D } = config;
+  const head = config.tie_word_embeddings
+    ? weight('model.embed_tokens.weight', [V, D])
+    : weight('lm_head.weight', [V, D]);
+  return op.matmul(hidden, op.transpose(head)); // (…, V)
+}
+
 /**
  * Logits (B, T, V) for input_ids (B, T) int64. attention_mask (B, T) (1 = token) masks padded keys;
  * position_ids (B or 1, T) int64 rotate q and k and default to 0…T−1, as in transformers' forward.
@@ -158,30 +201,9 @@ export function llamaLogits(
   attentionMask?: Tensor,
   positionIds?: Tensor,
 ): Tensor {
-  const { vocab_size: V, hidden_size: D } = config;
-  const embedding = weight('model.embed_tokens.weight', [V, D]);
-  let x = op.gather(embedding, inputIds); // (B, T, D)
-  const causal = op.unsqueeze(F.causalMask(inputIds, 1), [0, 1]); // (1, 1, T, T)
-  const allowed = attentionMask ? op.logicalAnd(causal, F.paddingMask(attentionMask)) : causal;
-  const rope = rotaryTables(positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0), config, x.dtype);
-  for (let i = 0; i < config.num_hidden_layers; i++) {
-    const prefix = `model.layers.${i}`;
-    x = op.add(
-      x,
-      attention(
-        rmsNorm(x, weight, `${prefix}.input_layernorm`, config),
-        allowed,
-        rope,
-        weight,
-        `${prefix}.self_attn`,
-        config,
-      ),
-    );
-    x = op.add(
-      x,
-      mlp(rmsNorm(x, weight, `${prefix}.post_attention_layernorm`, config), weight, `${prefix}.mlp`, config),
-    );
-  }
-  const head = config.tie_word_embeddings ? embedding : weight('lm_head.weight', [V, D]);
-  return op.matmul(rmsNorm(x, weight, 'model.norm', config), op.transpose(head)); // (B, T, V)
+  return llamaHead(
+    llamaForward(inputIds, weight, config, { attentionMask, positionIds }).hidden,
+    weight,
+    config,
+  );
 }
