@@ -4,7 +4,7 @@
 
 import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { elementCount } from '../dtype.ts';
+import type { HostTensor } from '../dtype.ts';
 import { type ParameterSet, saveParameters } from '../parameters.ts';
 import { hostFromStored, SafetensorsFile } from '../safetensors.ts';
 import { weightShapes } from './causal-lm.ts';
@@ -18,36 +18,47 @@ export interface Checkpoint {
   spec: CausalLmSpec;
   /** config.json as written, so a saved model keeps every field transformers wrote. */
   rawConfig: Record<string, unknown>;
+  /** float32, one entry per name of weightShapes(spec); a tied lm_head is not among them. */
   parameters: ParameterSet;
   generationConfig?: Record<string, unknown>;
+  /** The weight files read, in order: [dir/model.safetensors] or the shards the index lists. */
+  files: string[];
 }
 
-/** Tensors that transformers saved in some versions but that are buffers, not weights. */
-const ignoredTensor = /\.attn\.(masked_)?bias$/;
+/** What saveCheckpoint needs: a loaded Checkpoint fits. */
+export type CheckpointContents = Pick<Checkpoint, 'rawConfig' | 'parameters' | 'generationConfig'>;
+
+export interface SaveCheckpointOptions {
+  /** Split the weights into shards of at most this many bytes (a larger tensor gets a shard of its own). */
+  shardBytes?: number;
+  /** Writes further files (a tokenizer, say) into the staging folder, so they appear with the weights. */
+  addFiles?: (stagingDir: string) => Promise<void>;
+}
+
+const singleFile = 'model.safetensors';
+const indexFile = 'model.safetensors.index.json';
+
+/** Buffers, not weights, that some transformers versions saved: GPT-2's causal masks, Llama's rope table. */
+const ignoredTensor = { gpt2: /\.attn\.(masked_)?bias$/, llama: /\.rotary_emb\.inv_freq$/ };
 
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   const configPath = join(dir, 'config.json');
   const rawConfig = (await readJson(configPath, true)) as Record<string, unknown>;
-  let spec: CausalLmSpec;
-  try {
-    spec = parseModelConfig(rawConfig, configPath);
-  } catch (error) {
-    if (error instanceof ModelConfigError) throw new CheckpointError(error.message);
-    throw error;
-  }
+  const spec = specOf(rawConfig, configPath);
   const expected = weightShapes(spec);
+  const { files, shardOf } = await weightFiles(dir);
   const parameters: ParameterSet = new Map();
-  for (const file of await weightFiles(dir)) {
-    const reader = await SafetensorsFile.open(file).catch((error: Error) => {
-      throw new CheckpointError(error.message);
-    });
+  const foundIn = new Map<string, string>(); // stored name → file
+  for (const file of files) {
+    const reader = await openWeights(file, dir, shardOf);
     try {
       for (const stored of reader.names) {
-        const name =
-          spec.family === 'gpt2' && !stored.startsWith('transformer.') && stored !== 'lm_head.weight'
-            ? `transformer.${stored}`
-            : stored;
-        if (ignoredTensor.test(name) || (name === 'lm_head.weight' && !expected.has(name))) continue;
+        const earlier = foundIn.get(stored);
+        if (earlier) throw new CheckpointError(`${file}: ${stored} is also in ${earlier}`);
+        foundIn.set(stored, file);
+        const name = canonicalName(spec, stored);
+        if (ignoredTensor[spec.family].test(name) || (name === 'lm_head.weight' && !expected.has(name)))
+          continue;
         const dims = expected.get(name);
         if (!dims) throw new CheckpointError(`${file}: unexpected tensor ${stored} for ${spec.architecture}`);
         const tensor = hostFromStored(stored, await reader.read(stored), { halfToFloat32: true });
@@ -57,7 +68,9 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
           );
         }
         if (tensor.dtype !== 'float32') {
-          throw new CheckpointError(`${file}: ${stored} is ${tensor.dtype}; weights must be floating point`);
+          throw new CheckpointError(
+            `${file}: ${stored} is ${tensor.dtype}; weights must be F32, F16 or BF16`,
+          );
         }
         parameters.set(name, tensor);
       }
@@ -65,37 +78,90 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
       await reader.close();
     }
   }
+  for (const [stored, shard] of shardOf ?? []) {
+    if (foundIn.get(stored) !== shard) {
+      throw new CheckpointError(
+        `${join(dir, indexFile)}: weight_map puts ${stored} in ${shard}, which lacks it`,
+      );
+    }
+  }
   const missing = [...expected.keys()].filter((name) => !parameters.has(name));
   if (missing.length > 0) {
+    const listed =
+      missing.slice(0, 5).join(', ') + (missing.length > 5 ? ` and ${missing.length - 5} more` : '');
     throw new CheckpointError(
-      `${dir}: missing tensors ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
+      `${dir}: missing tensors ${listed} (read ${files.map((f) => basename(f)).join(', ')})`,
     );
   }
   const generationConfig = (await readJson(join(dir, 'generation_config.json'), false)) as
     | Record<string, unknown>
     | undefined;
-  return { spec, rawConfig, parameters, generationConfig };
+  return { spec, rawConfig, parameters, generationConfig, files };
 }
 
-async function weightFiles(dir: string): Promise<string[]> {
-  const single = join(dir, 'model.safetensors');
-  const indexPath = join(dir, 'model.safetensors.index.json');
-  const index = (await readJson(indexPath, false)) as { weight_map?: Record<string, string> } | undefined;
-  if (index) {
-    if (!index.weight_map || typeof index.weight_map !== 'object')
-      throw new CheckpointError(`${indexPath}: no weight_map`);
-    return [...new Set(Object.values(index.weight_map))].map((shard) => join(dir, shard));
+function specOf(rawConfig: Record<string, unknown>, source: string): CausalLmSpec {
+  try {
+    return parseModelConfig(rawConfig, source);
+  } catch (error) {
+    if (error instanceof ModelConfigError) throw new CheckpointError(error.message);
+    throw error;
   }
-  if (
-    await readFile(single, { flag: 'r' }).then(
-      () => true,
-      () => false,
-    )
-  )
-    return [single];
-  throw new CheckpointError(
-    `${dir}: no weights (looked for model.safetensors and model.safetensors.index.json)`,
+}
+
+/** GPT-2 checkpoints from the Hub (openai-community/gpt2) store the transformer's weights without its prefix. */
+function canonicalName(spec: CausalLmSpec, stored: string): string {
+  const bare = spec.family === 'gpt2' && !stored.startsWith('transformer.') && stored !== 'lm_head.weight';
+  return bare ? `transformer.${stored}` : stored;
+}
+
+/**
+ * The weight files, and for sharded checkpoints the index's stored name → shard file. model.safetensors wins
+ * when both are present, as in transformers.
+ */
+async function weightFiles(dir: string): Promise<{ files: string[]; shardOf?: Map<string, string> }> {
+  const single = join(dir, singleFile);
+  const hasSingle = await access(single).then(
+    () => true,
+    () => false,
   );
+  if (hasSingle) return { files: [single] };
+  const indexPath = join(dir, indexFile);
+  const index = await readJson(indexPath, false);
+  if (index === undefined) {
+    throw new CheckpointError(`${dir}: no weights (looked for ${singleFile} and ${indexFile})`);
+  }
+  const weightMap = (index as { weight_map?: unknown }).weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new CheckpointError(`${indexPath}: weight_map is missing or not an object of tensor → shard file`);
+  }
+  const shardOf = new Map<string, string>();
+  for (const [stored, shard] of Object.entries(weightMap)) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+      throw new CheckpointError(
+        `${indexPath}: weight_map.${stored} is ${JSON.stringify(shard)}, not a file name`,
+      );
+    }
+    shardOf.set(stored, join(dir, shard));
+  }
+  return { files: [...new Set(shardOf.values())], shardOf };
+}
+
+async function openWeights(
+  file: string,
+  dir: string,
+  shardOf?: Map<string, string>,
+): Promise<SafetensorsFile> {
+  try {
+    return await SafetensorsFile.open(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && shardOf) {
+      const listedFor = [...shardOf].find(([, shard]) => shard === file)?.[0];
+      throw new CheckpointError(
+        `${join(dir, indexFile)}: shard ${basename(file)} (listed for ${listedFor}) does not exist`,
+      );
+    }
+    throw new CheckpointError((error as Error).message);
+  }
 }
 
 async function readJson(path: string, required: boolean): Promise<unknown> {
@@ -103,10 +169,9 @@ async function readJson(path: string, required: boolean): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CheckpointError(
-      `${path}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-    );
+    const code = (error as NodeJS.ErrnoException).code;
+    if (!required && code === 'ENOENT') return undefined;
+    throw new CheckpointError(`${path}: cannot read (${code ?? (error as Error).message})`);
   }
   try {
     return JSON.parse(text);
@@ -116,28 +181,97 @@ async function readJson(path: string, required: boolean): Promise<unknown> {
 }
 
 /**
- * Writes an HF directory transformers loads unchanged: config.json, model.safetensors (names as given; a tied
- * lm_head is not written), generation_config.json. Built in a sibling temp folder, then renamed into place.
+ * Writes an HF directory transformers loads unchanged: config.json, model.safetensors (or shards of at most
+ * `shardBytes` plus model.safetensors.index.json), generation_config.json. The parameters must be exactly the
+ * architecture's weights. Built in a sibling folder, then renamed into place, so `dir` never holds half a
+ * checkpoint. Returns the weight file names written.
  */
 export async function saveCheckpoint(
   dir: string,
-  checkpoint: Omit<Checkpoint, 'spec'> & { spec?: CausalLmSpec },
-): Promise<void> {
+  checkpoint: CheckpointContents,
+  options: SaveCheckpointOptions = {},
+): Promise<string[]> {
+  const spec = specOf(checkpoint.rawConfig, 'config.json');
+  const ordered = orderedWeights(spec, checkpoint.parameters);
+  const shards = shardsOf(ordered, options.shardBytes ?? Number.POSITIVE_INFINITY);
+  const names =
+    shards.length === 1
+      ? [singleFile]
+      : shards.map((_, i) => `model-${pad5(i + 1)}-of-${pad5(shards.length)}.safetensors`);
+
+  await mkdir(dirname(dir), { recursive: true });
   const staging = join(dirname(dir), `.${basename(dir)}.partial-${process.pid}`);
   await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
-  await writeFile(join(staging, 'config.json'), `${JSON.stringify(checkpoint.rawConfig, null, 2)}\n`);
+  await mkdir(staging);
+  await writeJson(join(staging, 'config.json'), checkpoint.rawConfig);
   if (checkpoint.generationConfig) {
-    await writeFile(
-      join(staging, 'generation_config.json'),
-      `${JSON.stringify(checkpoint.generationConfig, null, 2)}\n`,
+    await writeJson(join(staging, 'generation_config.json'), checkpoint.generationConfig);
+  }
+  // transformers refuses safetensors whose metadata lacks format 'pt'.
+  for (const [i, shard] of shards.entries()) {
+    await saveParameters(join(staging, names[i]), new Map(shard), { format: 'pt' });
+  }
+  if (shards.length > 1) {
+    const weightMap = Object.fromEntries(
+      shards.flatMap((shard, i) => shard.map(([name]) => [name, names[i]])),
+    );
+    const totalSize = ordered.reduce((sum, [, tensor]) => sum + tensor.data.byteLength, 0);
+    await writeJson(join(staging, indexFile), { metadata: { total_size: totalSize }, weight_map: weightMap });
+  }
+  await options.addFiles?.(staging);
+  // Move an existing directory aside before renaming the new one in: a crash leaves one of them whole.
+  const previous = join(dirname(dir), `.${basename(dir)}.previous-${process.pid}`);
+  const existed = await rename(dir, previous).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
+  await rename(staging, dir);
+  if (existed) await rm(previous, { recursive: true, force: true });
+  return names;
+}
+
+/** The parameters in the architecture's order, after checking they are exactly its weights. */
+function orderedWeights(spec: CausalLmSpec, parameters: ParameterSet): [string, HostTensor][] {
+  const expected = weightShapes(spec);
+  const unexpected = [...parameters.keys()].filter((name) => !expected.has(name));
+  const missing = [...expected.keys()].filter((name) => !parameters.has(name));
+  if (unexpected.length > 0 || missing.length > 0) {
+    throw new CheckpointError(
+      `cannot save ${spec.architecture}: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`,
     );
   }
-  const count = [...checkpoint.parameters.values()].reduce((sum, t) => sum + elementCount(t.dims), 0);
-  await saveParameters(join(staging, 'model.safetensors'), checkpoint.parameters, {
-    format: 'pt',
-    total_parameters: String(count),
+  return [...expected].map(([name, dims]) => {
+    const tensor = parameters.get(name)!;
+    if (tensor.dims.join() !== dims.join()) {
+      throw new CheckpointError(
+        `cannot save ${spec.architecture}: ${name} has shape [${tensor.dims.join(', ')}], expected [${dims.join(', ')}]`,
+      );
+    }
+    return [name, tensor];
   });
-  await rm(dir, { recursive: true, force: true });
-  await rename(staging, dir);
+}
+
+/** Greedy packing in weight order, as transformers' save_pretrained(max_shard_size) does. */
+function shardsOf(ordered: [string, HostTensor][], shardBytes: number): [string, HostTensor][][] {
+  const shards: [string, HostTensor][][] = [[]];
+  let filled = 0;
+  for (const entry of ordered) {
+    const bytes = entry[1].data.byteLength;
+    if (filled > 0 && filled + bytes > shardBytes) {
+      shards.push([]);
+      filled = 0;
+    }
+    shards[shards.length - 1].push(entry);
+    filled += bytes;
+  }
+  return shards;
+}
+
+const pad5 = (n: number) => String(n).padStart(5, '0');
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
 }

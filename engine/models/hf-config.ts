@@ -15,9 +15,12 @@ const gpt2Schema = z.looseObject({
   n_embd: positiveInt,
   n_layer: positiveInt,
   n_head: positiveInt,
+  n_inner: positiveInt.nullish(), // MLP width; null means 4 · n_embd, the only width the graph builds
   layer_norm_epsilon: z.number().positive().default(1e-5),
-  activation_function: z.enum(['gelu_new', 'gelu_pytorch_tanh']).default('gelu_new'),
-  tie_word_embeddings: z.literal(true).default(true),
+  activation_function: z.enum(['gelu_new', 'gelu_pytorch_tanh']).default('gelu_new'), // both tanh-approximated
+  scale_attn_weights: z.literal(true).default(true),
+  scale_attn_by_inverse_layer_idx: z.literal(false).default(false),
+  tie_word_embeddings: z.literal(true).default(true), // GPT-2 has no separate lm_head
   bos_token_id: tokenId,
   eos_token_id: tokenId,
 });
@@ -47,10 +50,13 @@ const llamaSchema = z.looseObject({
   rope_scaling: ropeSchema.nullish(),
   rope_parameters: ropeSchema.nullish(),
   tie_word_embeddings: z.boolean().default(false),
-  attention_bias: z.boolean().default(false),
+  // Llama's attention_bias also biases o_proj, which the graph lacks; Qwen2's q/k/v biases need no flag.
+  attention_bias: z.literal(false).default(false),
   mlp_bias: z.literal(false).default(false),
   hidden_act: z.literal('silu').default('silu'),
+  // Qwen2 writes sliding-window fields; only configs with the window off (every layer full attention) run.
   use_sliding_window: z.literal(false).default(false),
+  layer_types: z.array(z.literal('full_attention')).optional(),
   bos_token_id: tokenId,
   eos_token_id: tokenId,
 });
@@ -124,6 +130,11 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): CausalLm
     const c = check(gpt2Schema);
     if (c.n_embd % c.n_head !== 0)
       throw new ModelConfigError(`${source}: n_embd ${c.n_embd} is not divisible by n_head ${c.n_head}`);
+    if (c.n_inner != null && c.n_inner !== 4 * c.n_embd) {
+      throw new ModelConfigError(
+        `${source}: n_inner ${c.n_inner} is not supported (only null or 4 · n_embd = ${4 * c.n_embd})`,
+      );
+    }
     const config: Gpt2Config = {
       vocab_size: c.vocab_size,
       n_positions: c.n_positions,
@@ -185,7 +196,7 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): CausalLm
           }
         : undefined,
     tie_word_embeddings: c.tie_word_embeddings,
-    qkv_bias: architecture === 'Qwen2ForCausalLM' || c.attention_bias,
+    qkv_bias: architecture === 'Qwen2ForCausalLM',
   };
   return {
     architecture: architecture as 'LlamaForCausalLM' | 'Qwen2ForCausalLM',

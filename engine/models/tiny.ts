@@ -3,7 +3,7 @@
 // Initialization follows transformers: normal(0, 0.02) weights, zero biases, unit norms.
 
 import { byteLevelVocabSize, writeByteLevelTokenizer } from '../../text/byte-level-tokenizer.ts';
-import { hostTensor } from '../dtype.ts';
+import { elementCount, hostTensor } from '../dtype.ts';
 import type { ParameterSet } from '../parameters.ts';
 import { weightShapes } from './causal-lm.ts';
 import { saveCheckpoint } from './checkpoint.ts';
@@ -11,20 +11,48 @@ import { parseModelConfig } from './hf-config.ts';
 
 export interface TinyModelOptions {
   family: 'gpt2' | 'llama' | 'qwen2';
-  seed?: number;
-  layers?: number;
-  width?: number;
-  heads?: number;
-  kvHeads?: number; // llama/qwen2: fewer kv heads than heads is grouped-query attention
-  positions?: number;
+  seed?: number; // weights are a function of the options alone (default 0)
+  layers?: number; // 2
+  width?: number; // D, 64
+  heads?: number; // H, 4
+  kvHeads?: number; // llama/qwen2 K, default H / 2: grouped-query attention
+  vocabSize?: number; // V, default 259 = the byte-level tokenizer's; larger leaves ids no text produces
+  positions?: number; // longest sequence, 256
+  tied?: boolean; // lm_head shares the embedding; default gpt2 true (its only form), llama false, qwen2 true
+}
+
+export class TinyModelError extends Error {
+  override readonly name = 'TinyModelError';
 }
 
 // Token ids of the byte-level tokenizer's specials (256 bytes first).
 const [BOS, EOS, PAD] = [256, 257, 258];
+const initializerRange = 0.02;
 
 export function tinyConfig(options: TinyModelOptions): Record<string, unknown> {
-  const { family, layers = 2, width = 64, heads = 4, positions = 256 } = options;
-  const common = { bos_token_id: BOS, eos_token_id: EOS, pad_token_id: PAD, vocab_size: byteLevelVocabSize };
+  const {
+    family,
+    layers = 2,
+    width = 64,
+    heads = 4,
+    positions = 256,
+    vocabSize = byteLevelVocabSize,
+  } = options;
+  if (vocabSize < byteLevelVocabSize) {
+    throw new TinyModelError(
+      `vocabSize ${vocabSize} is below the byte-level tokenizer's ${byteLevelVocabSize}`,
+    );
+  }
+  if (family === 'gpt2' && options.tied === false) {
+    throw new TinyModelError('GPT-2 ties lm_head to the embedding: tied must not be false');
+  }
+  const common = {
+    bos_token_id: BOS,
+    eos_token_id: EOS,
+    pad_token_id: PAD,
+    vocab_size: vocabSize,
+    initializer_range: initializerRange,
+  };
   if (family === 'gpt2') {
     return {
       architectures: ['GPT2LMHeadModel'],
@@ -46,61 +74,63 @@ export function tinyConfig(options: TinyModelOptions): Record<string, unknown> {
     intermediate_size: 2 * width,
     num_hidden_layers: layers,
     num_attention_heads: heads,
-    num_key_value_heads: options.kvHeads ?? heads / 2,
+    num_key_value_heads: options.kvHeads ?? Math.max(1, heads / 2),
     max_position_embeddings: positions,
     rms_norm_eps: 1e-6,
     rope_theta: 10000,
-    tie_word_embeddings: family === 'qwen2',
+    tie_word_embeddings: options.tied ?? family === 'qwen2',
     hidden_act: 'silu',
     ...common,
   };
 }
 
-/** Seeded normal(0, std) values (mulberry32 + Box–Muller): the same weights on every machine. */
-function normals(seed: number, count: number, std: number): Float32Array {
+/** Seeded standard normals (mulberry32 + Box–Muller): the same stream on every machine. */
+function normalStream(seed: number): () => number {
   let state = seed >>> 0;
   const uniform = () => {
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296; // in (0, 1): the log below stays finite
   };
-  return Float32Array.from(
-    { length: count },
-    () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) * std,
-  );
+  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
+/** Weights for `rawConfig` drawn in weight order from one seeded stream. */
 export function tinyParameters(rawConfig: Record<string, unknown>, seed: number): ParameterSet {
   const spec = parseModelConfig(rawConfig);
+  const normal = normalStream(seed);
+  // GPT-2 scales the residual projections down by √(2 · layers), as transformers' _init_weights does.
+  const residualStd =
+    spec.family === 'gpt2' ? initializerRange / Math.sqrt(2 * spec.config.n_layer) : initializerRange;
   const parameters: ParameterSet = new Map();
-  let index = 0;
   for (const [name, dims] of weightShapes(spec)) {
-    const count = dims.reduce((a, b) => a * b, 1);
-    const isNorm = /(ln_\w+|layernorm|norm)\.weight$/.test(name);
-    const data = name.endsWith('.bias')
-      ? new Float32Array(count)
-      : isNorm
-        ? new Float32Array(count).fill(1)
-        : normals(seed * 1000 + index, count, 0.02);
+    const data = new Float32Array(elementCount(dims));
+    if (/(ln_\w+|norm)\.weight$/.test(name)) data.fill(1);
+    else if (!name.endsWith('.bias')) {
+      const std = spec.family === 'gpt2' && name.endsWith('.c_proj.weight') ? residualStd : initializerRange;
+      for (let i = 0; i < data.length; i++) data[i] = normal() * std;
+    }
     parameters.set(name, hostTensor('float32', dims, data));
-    index++;
   }
   return parameters;
 }
 
-/** Writes a tiny random model directory to `dir` and returns its config. */
+/** Writes a tiny random model directory (weights, configs, byte-level tokenizer) to `dir`; returns its config. */
 export async function writeTinyModel(
   dir: string,
   options: TinyModelOptions,
 ): Promise<Record<string, unknown>> {
   const rawConfig = tinyConfig(options);
-  await saveCheckpoint(dir, {
-    rawConfig,
-    parameters: tinyParameters(rawConfig, options.seed ?? 0),
-    generationConfig: { bos_token_id: BOS, eos_token_id: EOS, pad_token_id: PAD },
-  });
-  await writeByteLevelTokenizer(dir);
+  await saveCheckpoint(
+    dir,
+    {
+      rawConfig,
+      parameters: tinyParameters(rawConfig, options.seed ?? 0),
+      generationConfig: { bos_token_id: BOS, eos_token_id: EOS, pad_token_id: PAD },
+    },
+    { addFiles: writeByteLevelTokenizer },
+  );
   return rawConfig;
 }
