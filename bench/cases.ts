@@ -4,7 +4,11 @@
 import { type HostTensor, hostTensor } from '../engine/dtype.ts';
 import * as F from '../engine/functional.ts';
 import { Graph, type Tensor } from '../engine/graph.ts';
+import { Generator } from '../engine/models/generate.ts';
 import { type Gpt2Config, gpt2Block, gpt2Logits, gpt2WeightShapes } from '../engine/models/gpt2.ts';
+import { parseModelConfig } from '../engine/models/hf-config.ts';
+import { PairScorer } from '../engine/models/scorer.ts';
+import { tinyConfig, tinyParameters } from '../engine/models/tiny.ts';
 import { serializeModel } from '../engine/onnx.ts';
 import * as op from '../engine/ops/index.ts';
 import type { ParameterSet } from '../engine/parameters.ts';
@@ -183,8 +187,100 @@ const modelStep: BenchCaseBuilder = async ({ threads }) => {
   });
 };
 
+// ---- inference: per-sequence log-probs (the reference cache's work) and batched greedy decoding -----------
+/** The torch peer's INFERENCE_SHAPES, with random GPT-2 weights. */
+const inferenceShapes = {
+  standard: {
+    layers: 6,
+    width: 384,
+    heads: 6,
+    vocabSize: 8192,
+    positions: 256,
+    score: [16, 256],
+    decode: { batch: 8, prompt: 64, new: 64 },
+  },
+  gpt2_small: {
+    layers: 12,
+    width: 768,
+    heads: 12,
+    vocabSize: 50257,
+    positions: 1024,
+    score: [4, 256],
+    decode: { batch: 4, prompt: 64, new: 32 },
+  },
+} as const;
+
+function randomGpt2(name: keyof typeof inferenceShapes) {
+  const { layers, width, heads, vocabSize, positions } = inferenceShapes[name];
+  const rawConfig = tinyConfig({ family: 'gpt2', layers, width, heads, vocabSize, positions });
+  return { spec: parseModelConfig(rawConfig), parameters: tinyParameters(rawConfig, 1) };
+}
+
+function randomIds(count: number, vocab: number, seed: number): number[] {
+  let state = seed;
+  return Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state % vocab;
+  });
+}
+
+const scoreCase =
+  (name: keyof typeof inferenceShapes): BenchCaseBuilder =>
+  async ({ threads }) => {
+    const { spec, parameters } = randomGpt2(name);
+    const [sequences, tokens] = inferenceShapes[name].score;
+    const scorer = await PairScorer.create(spec, parameters, { intraOpThreads: threads, interOpThreads: 1 });
+    const ids = randomIds(sequences * tokens, spec.config.vocab_size, 7);
+    // PairScorer takes pairs: sequences/2 pairs whose chosen and rejected rows are the random sequences.
+    const row = (i: number) => ids.slice(i * tokens, (i + 1) * tokens);
+    const pairs = Array.from({ length: sequences / 2 }, (_, i) => ({
+      prompt_input_ids: row(i).slice(0, PROMPT_TOKENS),
+      chosen_input_ids: row(i).slice(PROMPT_TOKENS),
+      rejected_input_ids: row(i + sequences / 2).slice(PROMPT_TOKENS),
+    }));
+    return {
+      step: async () => (await scorer.score(pairs))[0].logp_chosen,
+      describe: (seconds) => ({
+        sequences,
+        tokens_per_sequence: tokens,
+        tokens_per_s: (sequences * tokens) / seconds,
+      }),
+      release: () => scorer.release(),
+    };
+  };
+
+const decodeCase =
+  (name: keyof typeof inferenceShapes): BenchCaseBuilder =>
+  async ({ threads }) => {
+    const { spec, parameters } = randomGpt2(name);
+    const { batch, prompt, new: newTokens } = inferenceShapes[name].decode;
+    const generator = await Generator.create(spec, parameters, {
+      intraOpThreads: threads,
+      interOpThreads: 1,
+    });
+    const ids = randomIds(batch * prompt, spec.config.vocab_size, 9);
+    const prompts = Array.from({ length: batch }, (_, i) => ids.slice(i * prompt, (i + 1) * prompt));
+    return {
+      step: async () => {
+        await generator.generate(prompts, { maxNewTokens: newTokens });
+        return Number.NaN;
+      },
+      describe: (seconds) => ({
+        batch,
+        prompt,
+        new: newTokens,
+        new_tokens_per_s: (batch * newTokens) / seconds,
+      }),
+      release: () => generator.release(),
+    };
+  };
+
 export const benchCases: Record<string, BenchCaseBuilder> = {
   matmul_peak: matmulPeak,
   block_step: blockStep,
   model_step: modelStep,
+  score_standard: scoreCase('standard'),
+  score_gpt2_small: scoreCase('gpt2_small'),
+  decode_standard: decodeCase('standard'),
+  decode_gpt2_small: decodeCase('gpt2_small'),
 };

@@ -1,7 +1,7 @@
 // `npm run bench`: times each case through ONNX Runtime (one process per case) and the same cases in PyTorch
 // eager (bench/torch_peer.py, skipped with the reason when no torch venv can be made), then prints one table:
 // time per step, GFLOP/s, fraction of the matmul peak measured in this run, ratio to PyTorch, peak memory.
-// Options: --threads N (2), --iters N (5), --warmup N (2), --case NAME (all), --json FILE, --no-peer.
+// Options: --threads N (2), --iters N (5), --warmup N (2), --case NAME[,NAME…] (all), --json FILE, --no-peer.
 
 import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -20,12 +20,16 @@ const { values } = parseArgs({
   },
 });
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
-const cases = values.case ? [values.case] : Object.keys(benchCases);
+const cases = values.case ? values.case.split(',') : Object.keys(benchCases);
 /** Our case name → the torch peer's (its block case has an eager and an SDPA variant). */
 const peerCase: Record<string, string[]> = {
   matmul_peak: ['matmul_peak'],
   block_step: ['block_step_eager', 'block_step_sdpa'],
   model_step: ['model_step'],
+  score_standard: ['score_standard'],
+  score_gpt2_small: ['score_gpt2_small'],
+  decode_standard: ['decode_standard'],
+  decode_gpt2_small: ['decode_gpt2_small'],
 };
 type CaseRecord = Record<string, unknown> & { median_s: number; gflops?: number; peak_rss_mib: number };
 
@@ -85,11 +89,15 @@ if (values['no-peer']) {
 }
 
 const peakGflops = ours.matmul_peak.gflops!;
+/** Tokens processed per second (training and scoring) or new tokens generated per second (decoding). */
+const tokensPerSecond = (record: CaseRecord) =>
+  String(((record.tokens_per_s ?? record.new_tokens_per_s) as number | undefined)?.toFixed(0) ?? '');
 const rows: string[][] = [
   [
     'case',
     'engine',
     's/step',
+    'tokens/s',
     'GFLOP/s',
     '% of ORT matmul peak',
     'vs torch (×, >1 = faster)',
@@ -104,6 +112,7 @@ for (const name of cases) {
     name,
     'onnxruntime',
     record.median_s.toFixed(4),
+    tokensPerSecond(record),
     record.gflops?.toFixed(1) ?? '',
     record.gflops ? `${((100 * record.gflops) / peakGflops).toFixed(0)}%` : '',
     torchRecord ? (torchRecord.median_s / record.median_s).toFixed(2) : '',
@@ -116,6 +125,7 @@ for (const name of cases) {
       torchCase,
       `torch ${peer!.torch_version}`,
       other.median_s.toFixed(4),
+      tokensPerSecond(other),
       other.gflops?.toFixed(1) ?? '',
       other.gflops ? `${((100 * other.gflops) / peakGflops).toFixed(0)}%` : '',
       '',

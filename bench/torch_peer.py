@@ -8,6 +8,7 @@ H heads, V vocab, L layers.
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -26,7 +27,8 @@ SEQUENCES, TOKENS = 16, 256  # B = 8 DPO pairs (rows 0..7 chosen, 8..15 rejected
 PROMPT_TOKENS = 64  # response = positions 64..255
 BETA = 0.1
 FLOP_FORMULA = "6*N*B*T + 12*L*T^2*D*B (N = parameters without position embeddings; tied lm_head counts once)"
-CASES = ["matmul_peak", "block_step_eager", "block_step_sdpa", "model_step"]
+CASES = ["matmul_peak", "block_step_eager", "block_step_sdpa", "model_step",
+         "score_standard", "score_gpt2_small", "decode_standard", "decode_gpt2_small"]
 CASE_GROUPS = {"all": CASES, "block_step": ["block_step_eager", "block_step_sdpa"]}
 
 
@@ -206,7 +208,62 @@ def model_step():
     }
 
 
+# ---- inference with transformers' GPT2LMHeadModel (random weights): scoring and cached greedy decoding ---------
+INFERENCE_SHAPES = {  # layers, width, heads, vocab, positions; sequences and tokens for scoring; decoding batch
+    "standard": dict(layers=LAYERS, width=WIDTH, heads=HEADS, vocab=VOCAB, positions=POSITIONS,
+                     score=(16, 256), decode=dict(batch=8, prompt=64, new=64)),
+    "gpt2_small": dict(layers=12, width=768, heads=12, vocab=50257, positions=1024,
+                       score=(4, 256), decode=dict(batch=4, prompt=64, new=32)),
+}
+
+
+def hf_gpt2(shape):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(SEED)
+    config = GPT2Config(n_layer=shape["layers"], n_embd=shape["width"], n_head=shape["heads"],
+                        vocab_size=shape["vocab"], n_positions=shape["positions"], attn_implementation="eager")
+    return GPT2LMHeadModel(config).eval()
+
+
+def score_case(name):
+    """Per-sequence response log-probs under no_grad: the reference log-prob cache's work."""
+    shape = INFERENCE_SHAPES[name]
+    model = hf_gpt2(shape)
+    sequences, tokens = shape["score"]
+    input_ids = torch.randint(shape["vocab"], (sequences, tokens), generator=seeded_generator())
+    mask = (torch.arange(tokens - 1) >= PROMPT_TOKENS - 1).float()
+
+    def step():
+        with torch.no_grad():
+            logits = model(input_ids).logits[:, :-1]
+            token_logp = logits.log_softmax(-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            return float((token_logp * mask).sum())
+
+    return step, lambda seconds: {"sequences": sequences, "tokens_per_sequence": tokens,
+                                  "tokens_per_s": sequences * tokens / seconds}
+
+
+def decode_case(name):
+    """Batched greedy generate() with the KV cache, a fixed number of new tokens."""
+    shape = INFERENCE_SHAPES[name]
+    model = hf_gpt2(shape)
+    d = shape["decode"]
+    prompts = torch.randint(shape["vocab"], (d["batch"], d["prompt"]), generator=seeded_generator())
+
+    def step():
+        with torch.no_grad():
+            model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False, use_cache=True,
+                           max_new_tokens=d["new"], min_new_tokens=d["new"], pad_token_id=0)
+        return float("nan")
+
+    return step, lambda seconds: {**d, "new_tokens_per_s": d["batch"] * d["new"] / seconds}
+
+
 BUILDERS = {
+    "score_standard": lambda: score_case("standard"),
+    "score_gpt2_small": lambda: score_case("gpt2_small"),
+    "decode_standard": lambda: decode_case("standard"),
+    "decode_gpt2_small": lambda: decode_case("gpt2_small"),
     "matmul_peak": matmul_peak,
     "block_step_eager": lambda: block_step(use_sdpa=False),
     "block_step_sdpa": lambda: block_step(use_sdpa=True),
@@ -228,8 +285,11 @@ def run_case(case, warmup, iters):
         outputs.append(step())
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    record = {"median_s": median, "times_s": times, **describe(median)}
-    if isinstance(outputs[-1], float):  # training cases: the loss should move as AdamW steps
+    # min_s is the number to trust when the 2 cores are shared with other work (see load_average).
+    record = {"median_s": median, "min_s": min(times), "times_s": times, **describe(median)}
+    # Training steps return the loss (it should move as AdamW steps); NaN means "nothing to report"
+    # and must stay out of the JSON, which has no NaN.
+    if isinstance(outputs[-1], float) and math.isfinite(outputs[-1]):
         record["loss_first"], record["loss_last"] = outputs[0], outputs[-1]
     record["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     record["rss_after_import_mib"] = import_rss_mib
@@ -257,6 +317,7 @@ def run_children(args):
     """Parent: one fresh child per case; a failed case is reported with its error and makes the exit code 1."""
     cases = CASE_GROUPS.get(args.case, [args.case])
     results, failed = {}, False
+    load_before = os.getloadavg()[0]
     for case in cases:
         log(f"{case}: {args.warmup} warmup + {args.iters} timed iterations, {args.threads} threads")
         command = [sys.executable, __file__, "--child", "--case", case,
@@ -269,7 +330,7 @@ def run_children(args):
             results[case] = {"error": f"child exited with {child.returncode} (its stderr is above)"}
             failed = True
     report = {"peer": "torch", **runtime_info(args.threads), "warmup": args.warmup, "iters": args.iters,
-              "cases": results}
+              "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]}, "cases": results}
     print(json.dumps(report, indent=2))
     return 1 if failed else 0
 

@@ -4,11 +4,17 @@
 // accumulators, and the update model folds in the last micro-batch and applies the step in the same run.
 
 import { grad } from './autodiff.ts';
-import type { DType } from './dtype.ts';
+import { type DType, isFloat } from './dtype.ts';
 import { Graph, type Tensor } from './graph.ts';
 import { serializeModel } from './onnx.ts';
 import * as op from './ops/index.ts';
-import { clipByGlobalNorm, globalNorm, type OptimizerConfig, stateSuffixes, update } from './optimizers.ts';
+import {
+  clipByGlobalNorm,
+  createOptimizer,
+  globalNorm,
+  type OptimizerConfig,
+  stateSuffixes,
+} from './optimizers.ts';
 
 /** What a loss builder returns: the scalar loss, metrics to report, and the parameters to train. */
 export interface LossProgram {
@@ -25,8 +31,22 @@ export interface TrainStepOptions {
   maxGradNorm: number;
   /** Micro-batches per update; the loss is a mean per micro-batch, so gradients are averaged. */
   gradientAccumulationSteps: number;
-  /** Whether weight decay applies to a parameter; default: weights of rank ≥ 2 (not biases, not norms). */
-  decays?: (name: string, dims: readonly (number | string)[]) => boolean;
+  /** Whether weight decay applies to a parameter; default `defaultDecays`. */
+  decays?: (name: string, dims: readonly number[]) => boolean;
+}
+
+/**
+ * Matrices decay, vectors don't: biases and norm weights are excluded, which is what the HF Trainer's
+ * default (no decay for `bias` and LayerNorm/RMSNorm weights) selects in transformer checkpoints.
+ */
+export function defaultDecays(_name: string, dims: readonly number[]): boolean {
+  return dims.length >= 2;
+}
+
+export interface TrainableParameter {
+  name: string;
+  dims: readonly number[];
+  dtype: DType;
 }
 
 export interface CompiledTraining {
@@ -34,7 +54,7 @@ export interface CompiledTraining {
   update: Uint8Array;
   /** Forward + backward into gradient accumulators; only when gradientAccumulationSteps > 1. */
   accumulate?: Uint8Array;
-  parameters: readonly { name: string; dims: readonly number[]; dtype: DType }[];
+  parameters: readonly TrainableParameter[];
   /** Per-parameter optimizer state suffixes, e.g. ['exp_avg', 'exp_avg_sq']. */
   stateSuffixes: readonly string[];
   metricNames: readonly string[];
@@ -62,8 +82,10 @@ export function compileTraining(
       `gradientAccumulationSteps must be an integer ≥ 1, got ${options.gradientAccumulationSteps}`,
     );
   }
-  if (!(options.maxGradNorm >= 0))
-    throw new RangeError(`maxGradNorm must be ≥ 0, got ${options.maxGradNorm}`);
+  if (!(options.maxGradNorm >= 0 && Number.isFinite(options.maxGradNorm)))
+    throw new RangeError(
+      `maxGradNorm must be a finite number ≥ 0 (0 disables clipping), got ${options.maxGradNorm}`,
+    );
   const accumulating = options.gradientAccumulationSteps > 1;
   const updateModel = buildModel(build, options, 'update');
   return {
@@ -85,29 +107,24 @@ function buildModel(
   const program = build(graph);
   const { loss, trainable } = program;
   if (loss.rank !== 0) throw new RangeError(`the training loss must be a scalar, got ${loss}`);
-  const parameters = trainable.map((tensor) => {
-    if (tensor.source.kind !== 'input') throw new RangeError(`trainable ${tensor} must be a graph input`);
-    if (!tensor.dims.every((dim) => typeof dim === 'number')) {
-      throw new RangeError(`trainable ${tensor} must have static dims`);
-    }
-    return { name: tensor.name, dims: tensor.dims as number[], dtype: tensor.dtype };
-  });
+  if (trainable.length === 0) throw new RangeError('the loss program lists no trainable parameters');
+  const parameters = trainable.map(describeTrainable);
+  const duplicate = parameters.find((p, i) => parameters.findIndex((q) => q.name === p.name) !== i);
+  if (duplicate) throw new RangeError(`trainable parameter ${duplicate.name} is listed twice`);
   const metricNames = Object.keys(program.metrics ?? {});
   graph.output(names.loss, loss);
   for (const [name, metric] of Object.entries(program.metrics ?? {}))
     graph.output(names.metric(name), metric);
 
-  // Micro-batch losses are means, so each micro-batch contributes 1/K of the update's gradient.
-  const scale = 1 / options.gradientAccumulationSteps;
-  let gradients = grad(loss, trainable).map((gradient) => (scale === 1 ? gradient : op.mul(gradient, scale)));
-  if (options.gradientAccumulationSteps > 1) {
+  // Micro-batch losses are means, so the update's loss is their mean: each micro-batch backpropagates
+  // loss / K, as the HF Trainer does (the seed replaces a per-gradient multiply).
+  const accumulationSteps = options.gradientAccumulationSteps;
+  const seed = accumulationSteps === 1 ? undefined : graph.scalar(1 / accumulationSteps, loss.dtype);
+  let gradients = grad(loss, trainable, { seed });
+  if (accumulationSteps > 1) {
     gradients = gradients.map((gradient, i) => {
-      const accumulator = graph.input(
-        names.accumulator(parameters[i].name),
-        gradient.dtype,
-        parameters[i].dims,
-      );
-      return op.add(accumulator, gradient);
+      const { name, dims } = parameters[i];
+      return op.add(graph.input(names.accumulator(name), gradient.dtype, dims), gradient);
     });
   }
   if (kind === 'accumulate') {
@@ -120,25 +137,29 @@ function buildModel(
   const norm = globalNorm(gradients);
   graph.output(names.gradNorm, norm);
   if (options.maxGradNorm > 0) gradients = clipByGlobalNorm(gradients, norm, options.maxGradNorm);
-  const dtype = loss.dtype;
-  const learningRate = graph.input(names.learningRate, dtype, []);
-  const step = graph.input(names.step, dtype, []);
-  const decays = options.decays ?? ((_name, dims) => dims.length >= 2);
-  const suffixes = stateSuffixes(options.optimizer);
-  trainable.forEach((parameter, i) => {
+  const optimizer = createOptimizer(options.optimizer, {
+    learningRate: graph.input(names.learningRate, 'float64', []),
+    step: graph.input(names.step, 'float64', []),
+  });
+  const decays = options.decays ?? defaultDecays;
+  for (const [i, parameter] of trainable.entries()) {
     const { name, dims } = parameters[i];
-    const state = suffixes.map((suffix) => graph.input(names.state(name, suffix), parameter.dtype, dims));
-    const next = update(options.optimizer, {
-      parameter,
-      gradient: gradients[i],
-      state,
-      learningRate,
-      step,
-      decay: decays(name, dims),
-    });
+    const state = optimizer.stateSuffixes.map((suffix) =>
+      graph.input(names.state(name, suffix), parameter.dtype, dims),
+    );
+    const next = optimizer.update({ parameter, gradient: gradients[i], state, decay: decays(name, dims) });
     graph.output(names.next(name), next.parameter);
     for (const [s, tensor] of next.state.entries())
-      graph.output(names.next(names.state(name, suffixes[s])), tensor);
-  });
+      graph.output(names.next(names.state(name, optimizer.stateSuffixes[s])), tensor);
+  }
   return { bytes: serializeModel(graph), parameters, metricNames };
+}
+
+function describeTrainable(tensor: Tensor): TrainableParameter {
+  if (tensor.source.kind !== 'input') throw new RangeError(`trainable ${tensor} must be a graph input`);
+  if (!isFloat(tensor.dtype)) throw new RangeError(`trainable ${tensor} must be a float tensor`);
+  if (!tensor.dims.every((dim) => typeof dim === 'number')) {
+    throw new RangeError(`trainable ${tensor} must have static dims`);
+  }
+  return { name: tensor.name, dims: tensor.dims as number[], dtype: tensor.dtype };
 }

@@ -2,7 +2,7 @@
 // swaps each step's outputs in as the next step's inputs (transferred to the runtime's worker, not copied).
 // Deterministic for the same inputs and thread count; state() / loadState() give exact resume.
 
-import { allocate, type DType, type HostTensor } from './dtype.ts';
+import { allocate, elementCount, type HostTensor, hostTensor } from './dtype.ts';
 import { cloneParameters, type ParameterSet } from './parameters.ts';
 import { createSession, type RuntimeOptions, type Session } from './runtime.ts';
 import { type CompiledTraining, names } from './train-step.ts';
@@ -16,18 +16,30 @@ export interface TrainingState {
 }
 
 export interface MicroStepResult {
+  /** This micro-batch's loss. */
   loss: number;
+  /** The loss program's metrics for this micro-batch (first element of each). */
   metrics: Record<string, number>;
   /** True when this micro-batch completed an update. */
   applied: boolean;
-  /** Pre-clipping global gradient norm; set when applied. */
+  /** Pre-clipping global gradient norm of the update; set when applied. */
   gradNorm?: number;
+}
+
+/**
+ * A training state that cannot be used: it does not fit the compiled models (the offending tensor is named),
+ * or it is mid-accumulation, or its weights went to a run that failed.
+ */
+export class TrainingStateError extends Error {
+  override readonly name = 'TrainingStateError';
 }
 
 export class TrainingSession {
   #state: TrainingState;
   #accumulators: ParameterSet | undefined;
   #microBatch = 0;
+  /** Set when an update run failed after its weights were handed to the runtime: they are gone. */
+  #lostTo: Error | undefined;
 
   private constructor(
     readonly compiled: CompiledTraining,
@@ -38,14 +50,16 @@ export class TrainingSession {
     this.#state = state;
   }
 
-  /** Starts from initial weights (zeroed optimizer state) or from a saved state. */
+  /** Starts from initial weights (zeroed optimizer state, step 0) or from a saved state. */
   static async create(
     compiled: CompiledTraining,
     start: { parameters: ParameterSet } | { state: TrainingState },
     runtime: Partial<RuntimeOptions> = {},
   ): Promise<TrainingSession> {
     const state =
-      'state' in start ? cloneState(start.state) : freshState(compiled, cloneParameters(start.parameters));
+      'state' in start
+        ? cloneState(start.state)
+        : { step: 0, parameters: cloneParameters(start.parameters), optimizerState: zeroState(compiled) };
     checkState(compiled, state);
     const updateSession = await createSession(compiled.update, runtime);
     const accumulateSession = compiled.accumulate
@@ -64,27 +78,38 @@ export class TrainingSession {
     batch: Record<string, HostTensor>,
     { learningRate }: { learningRate: number },
   ): Promise<MicroStepResult> {
+    this.#checkUsable();
+    if (!(Number.isFinite(learningRate) && learningRate >= 0)) {
+      throw new RangeError(`learningRate must be a finite number ≥ 0, got ${learningRate}`);
+    }
     const accumulationSteps = this.compiled.options.gradientAccumulationSteps;
     const applying = this.#microBatch === accumulationSteps - 1;
-    // The update run transfers its feeds (weights and state come back as outputs), so the caller's batch
-    // is copied first; the accumulate run returns no weights, so its feeds are copied, not transferred.
+    // The update run transfers its feeds to the worker (weights, state and accumulators come back as outputs,
+    // so nothing is copied); transfer detaches every feed, so the caller's batch goes as a copy, which the
+    // runtime would make anyway. The accumulate run returns no weights, so its feeds are copied, not moved.
     const feeds: Record<string, HostTensor> = applying
-      ? Object.fromEntries(
-          Object.entries(batch).map(([name, tensor]) => [name, { ...tensor, data: tensor.data.slice() }]),
-        )
+      ? Object.fromEntries(Object.entries(batch).map(([name, tensor]) => [name, copyTensor(tensor)]))
       : { ...batch };
     if (accumulationSteps > 1) {
-      this.#accumulators ??= zerosFor(this.compiled, (name) => names.accumulator(name));
+      this.#accumulators ??= zerosLike(this.compiled, names.accumulator);
       for (const [name, tensor] of this.#accumulators) feeds[name] = tensor;
     }
     for (const [name, tensor] of this.#state.parameters) feeds[name] = tensor;
+
     let outputs: Record<string, HostTensor>;
     if (applying) {
       for (const [name, tensor] of this.#state.optimizerState) feeds[name] = tensor;
-      const dtype = this.compiled.parameters[0].dtype;
-      feeds[names.learningRate] = scalar(dtype, learningRate);
-      feeds[names.step] = scalar(dtype, this.#state.step + 1);
-      outputs = await this.updateSession.run(feeds, undefined, { transferFeeds: true });
+      feeds[names.learningRate] = hostTensor('float64', [], Float64Array.of(learningRate));
+      feeds[names.step] = hostTensor('float64', [], Float64Array.of(this.#state.step + 1));
+      try {
+        outputs = await this.updateSession.run(feeds, undefined, { transferFeeds: true });
+      } catch (error) {
+        // Bad feeds fail before the handoff; a run that fails after it has taken the weights with it.
+        if (this.#state.parameters.values().next().value?.data.length === 0) {
+          this.#lostTo = error as Error;
+        }
+        throw error;
+      }
       this.#state = {
         step: this.#state.step + 1,
         parameters: takeNext(outputs, this.#state.parameters.keys()),
@@ -110,19 +135,36 @@ export class TrainingSession {
 
   /** A full update when gradientAccumulationSteps is 1. */
   async step(batch: Record<string, HostTensor>, options: { learningRate: number }): Promise<MicroStepResult> {
-    if (this.compiled.options.gradientAccumulationSteps !== 1) {
-      throw new Error('step() needs gradientAccumulationSteps = 1; call microStep() per micro-batch');
+    const accumulationSteps = this.compiled.options.gradientAccumulationSteps;
+    if (accumulationSteps !== 1) {
+      throw new Error(
+        `step() needs gradientAccumulationSteps = 1 (compiled with ${accumulationSteps}); call microStep() per micro-batch`,
+      );
     }
     return this.microStep(batch, options);
   }
 
   /** A copy of the weights, optimizer state and step: everything a checkpoint needs. */
   state(): TrainingState {
-    if (this.#microBatch !== 0) throw new Error('state() in the middle of gradient accumulation');
+    this.#checkBetweenUpdates('state()');
     return cloneState(this.#state);
   }
 
+  /**
+   * Replaces weights, optimizer state and step with a copy of `state` (exact resume from a checkpoint);
+   * a partial gradient accumulation is discarded.
+   */
+  loadState(state: TrainingState): void {
+    checkState(this.compiled, state);
+    this.#state = cloneState(state);
+    this.#accumulators = undefined;
+    this.#microBatch = 0;
+    this.#lostTo = undefined;
+  }
+
+  /** A copy of the trainable weights. */
   parameters(): ParameterSet {
+    this.#checkUsable();
     return cloneParameters(this.#state.parameters);
   }
 
@@ -130,47 +172,81 @@ export class TrainingSession {
     await this.updateSession.release();
     await this.accumulateSession?.release();
   }
-}
 
-function freshState(compiled: CompiledTraining, parameters: ParameterSet): TrainingState {
-  const optimizerState: ParameterSet = new Map();
-  for (const suffix of compiled.stateSuffixes) {
-    for (const [name, tensor] of zerosFor(compiled, (parameter) => names.state(parameter, suffix))) {
-      optimizerState.set(name, tensor);
+  #checkUsable(): void {
+    if (this.#lostTo) {
+      throw new TrainingStateError(
+        `the weights went to an update run that failed (${this.#lostTo.message}); ` +
+          'loadState() the last state() or checkpoint',
+      );
     }
   }
-  return { step: 0, parameters, optimizerState };
+
+  #checkBetweenUpdates(what: string): void {
+    this.#checkUsable();
+    if (this.#microBatch !== 0) {
+      throw new TrainingStateError(
+        `${what} after ${this.#microBatch} of ${this.compiled.options.gradientAccumulationSteps} micro-batches; ` +
+          'finish the update first',
+      );
+    }
+  }
 }
 
-function zerosFor(compiled: CompiledTraining, nameOf: (parameter: string) => string): ParameterSet {
+function zeroState(compiled: CompiledTraining): ParameterSet {
+  const state: ParameterSet = new Map();
+  for (const suffix of compiled.stateSuffixes) {
+    for (const [name, tensor] of zerosLike(compiled, (parameter) => names.state(parameter, suffix))) {
+      state.set(name, tensor);
+    }
+  }
+  return state;
+}
+
+/** One zero tensor per trainable parameter, named by `nameOf`. */
+function zerosLike(compiled: CompiledTraining, nameOf: (parameter: string) => string): ParameterSet {
   return new Map(
     compiled.parameters.map(({ name, dims, dtype }) => [
       nameOf(name),
-      {
-        dtype,
-        dims,
-        data: allocate(
-          dtype,
-          dims.reduce((a, b) => a * b, 1),
-        ),
-      },
+      { dtype, dims, data: allocate(dtype, elementCount(dims)) } as HostTensor,
     ]),
   );
 }
 
+/** Every parameter and state tensor present with the compiled dtype and dims, and nothing else. */
 function checkState(compiled: CompiledTraining, state: TrainingState): void {
-  for (const { name, dims, dtype } of compiled.parameters) {
-    const given = state.parameters.get(name);
-    if (!given) throw new Error(`training state lacks parameter ${name}`);
-    if (given.dtype !== dtype || given.dims.join() !== dims.join()) {
-      throw new Error(`parameter ${name}: expected ${dtype}[${dims}], got ${given.dtype}[${given.dims}]`);
-    }
-    for (const suffix of compiled.stateSuffixes) {
-      if (!state.optimizerState.has(names.state(name, suffix))) {
-        throw new Error(`training state lacks optimizer state ${names.state(name, suffix)}`);
+  if (!Number.isInteger(state.step) || state.step < 0) {
+    throw new TrainingStateError(`training state step must be an integer ≥ 0, got ${state.step}`);
+  }
+  const check = (
+    kind: string,
+    set: ParameterSet,
+    expected: Map<string, { dtype: string; dims: readonly number[] }>,
+  ) => {
+    for (const [name, { dtype, dims }] of expected) {
+      const given = set.get(name);
+      if (!given) throw new TrainingStateError(`training state lacks ${kind} ${name} (${dtype}[${dims}])`);
+      if (given.dtype !== dtype || given.dims.join() !== dims.join()) {
+        throw new TrainingStateError(
+          `${kind} ${name}: expected ${dtype}[${dims}], got ${given.dtype}[${given.dims}]`,
+        );
+      }
+      if (given.data.length !== elementCount(dims)) {
+        throw new TrainingStateError(`${kind} ${name}: ${given.data.length} values for dims [${dims}]`);
       }
     }
-  }
+    const unexpected = [...set.keys()].filter((name) => !expected.has(name));
+    if (unexpected.length > 0) {
+      throw new TrainingStateError(
+        `training state has ${kind} tensors the compiled model does not: ${unexpected.join(', ')}`,
+      );
+    }
+  };
+  check('parameter', state.parameters, new Map(compiled.parameters.map((p) => [p.name, p])));
+  const stateTensors = compiled.parameters.flatMap((p) =>
+    compiled.stateSuffixes.map((suffix) => [names.state(p.name, suffix), p] as const),
+  );
+  check('optimizer state', state.optimizerState, new Map(stateTensors));
 }
 
 function cloneState(state: TrainingState): TrainingState {
@@ -181,12 +257,10 @@ function cloneState(state: TrainingState): TrainingState {
   };
 }
 
-function takeNext(outputs: Record<string, HostTensor>, keys: Iterable<string>): ParameterSet {
-  return new Map([...keys].map((name) => [name, outputs[names.next(name)]]));
+function copyTensor(tensor: HostTensor): HostTensor {
+  return { dtype: tensor.dtype, dims: [...tensor.dims], data: tensor.data.slice() } as HostTensor;
 }
 
-function scalar(dtype: DType, value: number): HostTensor {
-  const data = allocate(dtype, 1);
-  data[0] = value as never;
-  return { dtype, dims: [], data };
+function takeNext(outputs: Record<string, HostTensor>, keys: Iterable<string>): ParameterSet {
+  return new Map([...keys].map((name) => [name, outputs[names.next(name)]]));
 }
