@@ -3,7 +3,8 @@
 
 import { type HostTensor, hostTensor } from '../engine/dtype.ts';
 import * as F from '../engine/functional.ts';
-import { Graph, type Tensor } from '../engine/graph.ts';
+import { Graph } from '../engine/graph.ts';
+import { modelWeights } from '../engine/models/causal-lm.ts';
 import { Generator } from '../engine/models/generate.ts';
 import { type Gpt2Config, gpt2Block, gpt2Logits, gpt2WeightShapes } from '../engine/models/gpt2.ts';
 import { parseModelConfig } from '../engine/models/hf-config.ts';
@@ -52,14 +53,16 @@ const matmulPeak: BenchCaseBuilder = async ({ threads }) => {
 };
 
 // ---- training steps on the standard benchmark model: GPT-2-shaped, 6 layers, D 384, 6 heads, V 8192 ----------
-const model: Gpt2Config = {
-  vocab_size: 8192,
-  n_positions: 256,
-  n_embd: 384,
-  n_layer: 6,
-  n_head: 6,
-  layer_norm_epsilon: 1e-5,
-};
+const standardConfig = tinyConfig({
+  family: 'gpt2',
+  layers: 6,
+  width: 384,
+  heads: 6,
+  vocabSize: 8192,
+  positions: 256,
+});
+const standard = parseModelConfig(standardConfig);
+const model = standard.config as Gpt2Config;
 const SEQUENCES = 16; // B: 8 DPO pairs, rows 0..7 chosen, 8..15 rejected
 const TOKENS = 256; // T
 const PROMPT_TOKENS = 64; // the response is positions 64..255
@@ -71,24 +74,10 @@ function trainingFlop(parameters: number, layers: number): number {
   return 6 * parameters * SEQUENCES * TOKENS + 12 * layers * TOKENS ** 2 * model.n_embd * SEQUENCES;
 }
 
+/** The standard model's seeded initial weights (transformers' init), restricted to `shapes`. */
 function initialWeights(shapes: Map<string, number[]>): ParameterSet {
-  return new Map(
-    [...shapes].map(([name, dims], i) => {
-      const tensor = seededNormal(dims, 100 + i, 0.02);
-      if (/ln_\w*\.weight$/.test(name)) tensor.data.fill(1);
-      if (name.endsWith('.bias')) tensor.data.fill(0);
-      return [name, tensor];
-    }),
-  );
-}
-
-/** Trainable weights are graph inputs named as in the checkpoint. */
-function inputWeights(graph: Graph, trainable: Tensor[]) {
-  return (name: string, dims: readonly number[]) => {
-    const tensor = graph.input(name, 'float32', dims);
-    trainable.push(tensor);
-    return tensor;
-  };
+  const all = tinyParameters(standardConfig, 1);
+  return new Map([...shapes.keys()].map((name) => [name, all.get(name)!]));
 }
 
 async function trainingCase(
@@ -118,11 +107,11 @@ const blockStep: BenchCaseBuilder = async ({ threads }) => {
     [...gpt2WeightShapes(model)].filter(([name]) => name.startsWith('transformer.h.0.')),
   );
   const build = (graph: Graph): LossProgram => {
-    const trainable: Tensor[] = [];
+    const { weight, trainable } = modelWeights(graph, standard, { trainable: new Set(layerShapes.keys()) });
     const x = graph.input('x', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // (B, T, D)
     const probe = graph.input('probe', 'float32', [SEQUENCES, TOKENS, model.n_embd]); // makes dL/dout dense
     const allowed = op.unsqueeze(F.causalMask(x, 1), [0, 1]); // (1, 1, T, T)
-    const { out } = gpt2Block(x, allowed, inputWeights(graph, trainable), 0, model);
+    const { out } = gpt2Block(x, allowed, weight, 0, model);
     return { loss: op.reduceSum(op.mul(out, probe)), trainable };
   };
   const batch = {
@@ -144,10 +133,10 @@ const modelStep: BenchCaseBuilder = async ({ threads }) => {
   const shapes = gpt2WeightShapes(model);
   const pairs = SEQUENCES / 2;
   const build = (graph: Graph): LossProgram => {
-    const trainable: Tensor[] = [];
+    const { weight, trainable } = modelWeights(graph, standard, { trainable: new Set(shapes.keys()) });
     const inputIds = graph.input('input_ids', 'int64', [SEQUENCES, TOKENS]); // (B, T)
     const referenceLogp = graph.input('reference_logp', 'float32', [SEQUENCES]); // (B,)
-    const logits = gpt2Logits(inputIds, inputWeights(graph, trainable), model); // (B, T, V)
+    const logits = gpt2Logits(inputIds, weight, model); // (B, T, V)
     const predicting = op.slice(logits, [0], [TOKENS - 1], [1]); // (B, T-1, V): position t predicts t+1
     const targets = op.slice(inputIds, [1], [op.END], [1]); // (B, T-1)
     const responseMask = graph.constant(
