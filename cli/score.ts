@@ -7,7 +7,12 @@ import { loadCheckpoint } from '../engine/models/checkpoint.ts';
 import { PairScorer } from '../engine/models/scorer.ts';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { parsePreferenceRow, RowError } from '../text/preference-rows.ts';
-import { type TruncationSettings, tokenizePair } from '../text/preference-tokenizer.ts';
+import {
+  type TokenizedPair,
+  type TruncationSettings,
+  tallyPairs,
+  tokenizePair,
+} from '../text/preference-tokenizer.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import { type Command, exitCodes, UsageError } from './command.ts';
 
@@ -80,8 +85,8 @@ async function run(args: string[]): Promise<number> {
   const checkpoint = await loadCheckpoint(values.model!);
   let tokenizer: TextTokenizer | undefined;
   const invalid: string[] = [];
-  const dropped: string[] = [];
-  const pairs: { index: number; ids: Exclude<ReturnType<typeof tokenizePair>, { kind: 'dropped' }> }[] = [];
+  const tokenized: TokenizedPair[] = [];
+  const pairs: { index: number; ids: Extract<TokenizedPair, { kind: 'ok' }> }[] = [];
   let index = 0;
   for (const [lineIndex, line] of lines.entries()) {
     if (!line.trim()) continue;
@@ -90,8 +95,8 @@ async function run(args: string[]): Promise<number> {
       const row = parsePreferenceRow(JSON.parse(line), lineNumber);
       if (row.format !== 'pretokenized') tokenizer ??= await loadTokenizer(values.model!);
       const pair = tokenizePair(tokenizer!, row, lineNumber, settings);
-      if (pair.kind === 'dropped') dropped.push(pair.reason);
-      else pairs.push({ index, ids: pair });
+      tokenized.push(pair);
+      if (pair.kind === 'ok') pairs.push({ index, ids: pair });
     } catch (error) {
       if (error instanceof SyntaxError) invalid.push(`line ${lineNumber}: invalid JSON (${error.message})`);
       else if (error instanceof RowError) invalid.push(error.message.replace(/^row/, 'line'));
@@ -145,15 +150,30 @@ async function run(args: string[]): Promise<number> {
     await scorer.release();
     await shutdownRuntime();
   }
-  if (dropped.length)
-    console.error(
-      `skipped ${dropped.length} pair(s) longer than --max-length ${settings.max_length}: ${dropped.slice(0, 3).join('; ')}`,
-    );
+  reportTokenization(tokenized, settings);
   if (invalid.length) {
     console.error(`${invalid.length} invalid row(s):\n  ${invalid.join('\n  ')}`);
     return exitCodes.usage;
   }
   return exitCodes.ok;
+}
+
+/** Counts of what tokenization skipped or flagged, with the first few reasons, on stderr. */
+function reportTokenization(tokenized: TokenizedPair[], settings: TruncationSettings): void {
+  const tally = tallyPairs(tokenized);
+  const dropped = tokenized.flatMap((pair) => (pair.kind === 'dropped' ? [pair.reason] : []));
+  if (tally.dropped.too_long)
+    console.error(
+      `skipped ${tally.dropped.too_long} pair(s) longer than --max-length ${settings.max_length}`,
+    );
+  if (tally.dropped.identical)
+    console.error(
+      `skipped ${tally.dropped.identical} pair(s) whose chosen and rejected tokenize identically`,
+    );
+  if (dropped.length) console.error(`  e.g. ${dropped.slice(0, 3).join('; ')}`);
+  if (tally.truncated) console.error(`truncated ${tally.truncated} prompt(s) or response(s) to fit`);
+  for (const [kind, count] of Object.entries(tally.warnings))
+    if (count) console.error(`warning: ${count} pair(s) with ${kind}`);
 }
 
 function length(pair: {

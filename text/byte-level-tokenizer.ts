@@ -1,6 +1,7 @@
 // A byte-level tokenizer for tiny test and demo models: one token per byte (GPT-2's byte→character table, so
-// any text encodes), no merges, plus <|bos|>, <|eos|>, <|pad|> and a minimal chat template. Loads in
-// @huggingface/tokenizers and in Python's tokenizers / transformers alike.
+// any text encodes), no merges, plus <|bos|>, <|eos|>, <|pad|>, a post-processor that puts <|bos|> first (as
+// Llama's does) and a minimal chat template. Loads in @huggingface/tokenizers and Python's tokenizers /
+// transformers alike, with the same ids (test/fixtures/tokenizers/expected.json).
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 export const byteLevelSpecialTokens = ['<|bos|>', '<|eos|>', '<|pad|>'] as const;
 /** 256 byte tokens, then the specials. */
 export const byteLevelVocabSize = 256 + byteLevelSpecialTokens.length;
+const bosId = 256;
 
 /** GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to code points from 256 up. */
 function byteCharacters(): string[] {
@@ -28,7 +30,7 @@ export function byteLevelTokenizerJson(): object {
     truncation: null,
     padding: null,
     added_tokens: byteLevelSpecialTokens.map((content, i) => ({
-      id: 256 + i,
+      id: bosId + i,
       content,
       single_word: false,
       lstrip: false,
@@ -38,7 +40,18 @@ export function byteLevelTokenizerJson(): object {
     })),
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', ...byteLevel },
-    post_processor: { type: 'ByteLevel', ...byteLevel },
+    // transformers 5 ignores tokenizer_config's add_bos_token when tokenizer.json exists: this adds BOS.
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<|bos|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [
+        { SpecialToken: { id: '<|bos|>', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<|bos|>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
+      special_tokens: { '<|bos|>': { id: '<|bos|>', ids: [bosId], tokens: ['<|bos|>'] } },
+    },
     decoder: { type: 'ByteLevel', ...byteLevel },
     model: {
       type: 'BPE',

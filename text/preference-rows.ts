@@ -104,10 +104,7 @@ export function parsePreferenceRow(
     }
     case 'implicit_prompt': {
       const { chosen, rejected } = result.data as { chosen: string; rejected: string };
-      const length = commonPrefixLength(chosen, rejected);
-      if (length === chosen.length || length === rejected.length) {
-        throw new RowError(row, 'chosen', 'chosen and rejected must differ after their common prompt');
-      }
+      const length = implicitPromptLength(chosen, rejected);
       return {
         format: 'standard',
         prompt: chosen.slice(0, length),
@@ -122,11 +119,16 @@ export function parsePreferenceRow(
   }
 }
 
-/** Characters shared at the start; never splits a UTF-16 surrogate pair. */
-function commonPrefixLength(a: string, b: string): number {
+/**
+ * The implicit prompt of two strings, decided at string level as TRL's extract_prompt does: their common prefix,
+ * less a final space (which then starts both responses, where BPE tokenizers attach it to the next word).
+ * Never splits a UTF-16 surrogate pair. When one string is a prefix of the other its response is empty (EOS only).
+ */
+function implicitPromptLength(a: string, b: string): number {
   let i = 0;
   while (i < a.length && i < b.length && a[i] === b[i]) i++;
-  if (i > 0 && i < a.length && /[\uD800-\uDBFF]/.test(a[i - 1])) i--;
+  if (i > 0 && (i < a.length || i < b.length) && a[i - 1] === ' ') i--;
+  if (i > 0 && /[\uD800-\uDBFF]/.test(a[i - 1])) i--;
   return i;
 }
 

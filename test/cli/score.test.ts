@@ -81,7 +81,7 @@ describe('dpoflow score', () => {
       single.map((line) => [line.n_tokens_chosen, line.n_tokens_rejected]),
       [
         [8, 8],
-        [2, 2],
+        [3, 3], // implicit prompt: the space before "2" moves to the responses (TRL)
         [6, 4],
         [2, 3],
         [22, 4],
