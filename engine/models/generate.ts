@@ -8,6 +8,7 @@ import { Graph } from '../graph.ts';
 import { saveModel, serializeModel } from '../onnx.ts';
 import * as op from '../ops/index.ts';
 import type { ParameterSet } from '../parameters.ts';
+import { mulberry32 } from '../random.ts';
 import { createSession, type RuntimeOptions, type Session } from '../runtime.ts';
 import type { LayerCache } from './attention.ts';
 import { frozenWeights } from './causal-lm.ts';
@@ -120,7 +121,7 @@ export class Generator {
       }
     }
     let step = { ids, positions, length: width };
-    const random = seededUniform(options.seed ?? 0);
+    const random = mulberry32(options.seed ?? 0);
     const generated: number[][] = prompts.map(() => []);
     const done = prompts.map(() => false);
     const stops = new Set(options.stopTokens ?? []);
@@ -189,16 +190,4 @@ function pick(logits: Float32Array, options: GenerationOptions, random: () => nu
     if (draw <= 0) return order[i];
   }
   return order[kept - 1];
-}
-
-/** mulberry32: the same draws for the same seed on every machine. */
-function seededUniform(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -5,6 +5,7 @@
 import { byteLevelVocabSize, writeByteLevelTokenizer } from '../../text/byte-level-tokenizer.ts';
 import { elementCount, hostTensor } from '../dtype.ts';
 import type { ParameterSet } from '../parameters.ts';
+import { mulberry32, standardNormal } from '../random.ts';
 import { weightShapes } from './causal-lm.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 import { parseModelConfig } from './hf-config.ts';
@@ -84,23 +85,10 @@ export function tinyConfig(options: TinyModelOptions): Record<string, unknown> {
   };
 }
 
-/** Seeded standard normals (mulberry32 + Box–Muller): the same stream on every machine. */
-function normalStream(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296; // in (0, 1): the log below stays finite
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-}
-
 /** Weights for `rawConfig` drawn in weight order from one seeded stream. */
 export function tinyParameters(rawConfig: Record<string, unknown>, seed: number): ParameterSet {
   const spec = parseModelConfig(rawConfig);
-  const normal = normalStream(seed);
+  const normal = standardNormal(mulberry32(seed));
   // GPT-2 scales the residual projections down by √(2 · layers), as transformers' _init_weights does.
   const residualStd =
     spec.family === 'gpt2' ? initializerRange / Math.sqrt(2 * spec.config.n_layer) : initializerRange;

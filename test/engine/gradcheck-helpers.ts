@@ -6,6 +6,7 @@ import { type HostTensor, hostTensor } from '../../engine/dtype.ts';
 import { type Dim, Graph, type Tensor } from '../../engine/graph.ts';
 import { serializeModel } from '../../engine/onnx.ts';
 import * as op from '../../engine/ops/index.ts';
+import { mulberry32, standardNormal } from '../../engine/random.ts';
 import { createSession } from '../../engine/runtime.ts';
 
 export type Feeds = Record<string, HostTensor>;
@@ -30,24 +31,12 @@ export async function runGraph(
   }
 }
 
-/** mulberry32: a small seeded generator, so every test draws the same numbers on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Every test draws the same numbers on every machine. */
+export const seededRandom = mulberry32;
 
 /** Standard normal samples (Box–Muller). */
 export function normals(random: () => number, count: number): Float64Array {
-  return Float64Array.from({ length: count }, () => {
-    const u = 1 - random();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
-  });
+  return Float64Array.from({ length: count }, standardNormal(random));
 }
 
 /** How an input's values are drawn: standard normal, uniform in [0.5, 2] (for log, sqrt, 1/x), or given. */
