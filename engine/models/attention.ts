@@ -12,6 +12,13 @@ export interface LayerCache {
   value: Tensor;
 }
 
+/** What a model's forward takes beyond input_ids and its weights. */
+export interface ForwardOptions {
+  attentionMask?: Tensor; // (B, L) 1 = token, over cached and new tokens
+  positionIds?: Tensor; // (B or 1, T); default 0…T−1
+  past?: readonly LayerCache[]; // one per layer, for decoding with a key/value cache
+}
+
 /**
  * bool (B or 1, 1, S, L): which keys each new token may attend to. Without a cache L = S (causal); with one,
  * attention_mask covers all L = P + S tokens and new token i sits at position P + i. Padded keys are masked.

@@ -4,7 +4,7 @@
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
-import { attend, attentionAllowed, type LayerCache } from './attention.ts';
+import { attend, attentionAllowed, type ForwardOptions, type LayerCache } from './attention.ts';
 
 export interface Gpt2Config {
   vocab_size: number; // V
@@ -106,12 +106,6 @@ export function gpt2Block(
     mlp(layerNorm(afterAttention, weight, `${prefix}.ln_2`, config), weight, `${prefix}.mlp`, config),
   );
   return { out, present };
-}
-
-export interface ForwardOptions {
-  attentionMask?: Tensor; // (B, L) 1 = token, over cached and new tokens
-  positionIds?: Tensor; // (B or 1, T); default 0…T−1
-  past?: readonly LayerCache[]; // one per layer, for decoding with a key/value cache
 }
 
 /** Final hidden states (B, T, D) after transformer.ln_f, and each layer's key/value cache. */

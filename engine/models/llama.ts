@@ -6,7 +6,7 @@ import { hostTensor } from '../dtype.ts';
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
-import { attend, attentionAllowed, type LayerCache } from './attention.ts';
+import { attend, attentionAllowed, type ForwardOptions, type LayerCache } from './attention.ts';
 import type { WeightSource } from './gpt2.ts';
 import type { LlamaSpecConfig } from './hf-config.ts';
 
@@ -139,12 +139,6 @@ function mlp(x: Tensor, weight: WeightSource, prefix: string, config: LlamaSpecC
 
 function rmsNorm(x: Tensor, weight: WeightSource, name: string, config: LlamaSpecConfig): Tensor {
   return F.rmsNorm(x, weight(`${name}.weight`, [config.hidden_size]), config.rms_norm_eps);
-}
-
-export interface ForwardOptions {
-  attentionMask?: Tensor; // (B, L) 1 = token, over cached and new tokens
-  positionIds?: Tensor; // (B or 1, T); default 0…T−1
-  past?: readonly LayerCache[]; // one per layer, for decoding with a key/value cache
 }
 
 /** Final hidden states (B, T, D) after model.norm, and each layer's key/value cache. */
