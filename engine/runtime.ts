@@ -246,17 +246,51 @@ function toHostTensor(name: string, value: ort.OnnxValue): HostTensor {
 }
 
 /** A session on the calling thread: its runs block this thread while they last. */
-export class LocalSession implements Session {
-  private released = false;
+/** What both kinds of session share: signatures, the released flag and the checks before a run. */
+abstract class CheckedSession implements Session {
+  protected released = false;
+
+  protected constructor(
+    protected readonly label: string,
+    readonly inputs: readonly ValueSignature[],
+    readonly outputs: readonly ValueSignature[],
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.inputs.map((input) => input.name);
+  }
+
+  get outputNames(): readonly string[] {
+    return this.outputs.map((output) => output.name);
+  }
+
+  /** Fails before any buffer is copied or detached: a released session, or feeds the model does not take. */
+  protected checkRun(feeds: Record<string, HostTensor>, fetches?: readonly string[]): void {
+    if (this.released)
+      throw new RuntimeError('session-released', `the session for ${this.label} was released`);
+    checkFeeds(this.label, this.inputs, this.outputs, feeds, fetches);
+  }
+
+  abstract run(
+    feeds: Record<string, HostTensor>,
+    fetches?: readonly string[],
+    options?: RunOptions,
+  ): Promise<Record<string, HostTensor>>;
+  abstract release(): Promise<void>;
+}
+
+export class LocalSession extends CheckedSession {
   // Runs not yet finished; release() waits for them, since disposing a session mid-run is undefined.
   private readonly running = new Set<Promise<unknown>>();
 
   private constructor(
     private readonly session: ort.InferenceSession,
-    private readonly label: string,
-    readonly inputs: readonly ValueSignature[],
-    readonly outputs: readonly ValueSignature[],
-  ) {}
+    label: string,
+    inputs: readonly ValueSignature[],
+    outputs: readonly ValueSignature[],
+  ) {
+    super(label, inputs, outputs);
+  }
 
   static async open(model: Uint8Array | string, options: RuntimeOptions): Promise<LocalSession> {
     const label = modelLabelOf(model);
@@ -291,21 +325,11 @@ export class LocalSession implements Session {
     );
   }
 
-  get inputNames(): readonly string[] {
-    return this.inputs.map((input) => input.name);
-  }
-
-  get outputNames(): readonly string[] {
-    return this.outputs.map((output) => output.name);
-  }
-
   async run(
     feeds: Record<string, HostTensor>,
     fetches?: readonly string[],
   ): Promise<Record<string, HostTensor>> {
-    if (this.released)
-      throw new RuntimeError('session-released', `the session for ${this.label} was released`);
-    checkFeeds(this.label, this.inputs, this.outputs, feeds, fetches);
+    this.checkRun(feeds, fetches);
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, feed] of Object.entries(feeds)) {
       ortFeeds[name] = new ort.Tensor(feed.dtype, feed.data, feed.dims);
@@ -518,16 +542,16 @@ function currentHost(): SessionHost {
 }
 
 /** A session living in the shared worker; runs leave the calling thread free. */
-class WorkerSession implements Session {
-  private released = false;
-
+class WorkerSession extends CheckedSession {
   private constructor(
     private readonly host: SessionHost,
     private readonly id: number,
-    private readonly label: string,
-    readonly inputs: readonly ValueSignature[],
-    readonly outputs: readonly ValueSignature[],
-  ) {}
+    label: string,
+    inputs: readonly ValueSignature[],
+    outputs: readonly ValueSignature[],
+  ) {
+    super(label, inputs, outputs);
+  }
 
   static async open(model: Uint8Array | string, options: RuntimeOptions): Promise<WorkerSession> {
     const host = currentHost();
@@ -539,23 +563,12 @@ class WorkerSession implements Session {
     return new WorkerSession(host, opened.session, modelLabelOf(model), opened.inputs, opened.outputs);
   }
 
-  get inputNames(): readonly string[] {
-    return this.inputs.map((input) => input.name);
-  }
-
-  get outputNames(): readonly string[] {
-    return this.outputs.map((output) => output.name);
-  }
-
   async run(
     feeds: Record<string, HostTensor>,
     fetches?: readonly string[],
     options: RunOptions = {},
   ): Promise<Record<string, HostTensor>> {
-    if (this.released)
-      throw new RuntimeError('session-released', `the session for ${this.label} was released`);
-    // Checked here too so bad feeds fail before any buffer is copied or detached.
-    checkFeeds(this.label, this.inputs, this.outputs, feeds, fetches);
+    this.checkRun(feeds, fetches); // here too, so bad feeds fail before any buffer is detached
     const packed = packForTransfer(feeds, options.transferFeeds ?? false);
     return this.host.request(
       { kind: 'run', session: this.id, feeds: packed.tensors, fetches },
