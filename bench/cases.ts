@@ -53,14 +53,8 @@ const matmulPeak: BenchCaseBuilder = async ({ threads }) => {
 };
 
 // ---- training steps on the standard benchmark model: GPT-2-shaped, 6 layers, D 384, 6 heads, V 8192 ----------
-const standardConfig = tinyConfig({
-  family: 'gpt2',
-  layers: 6,
-  width: 384,
-  heads: 6,
-  vocabSize: 8192,
-  positions: 256,
-});
+const standardShape = { layers: 6, width: 384, heads: 6, vocabSize: 8192, positions: 256 } as const;
+const standardConfig = tinyConfig({ family: 'gpt2', ...standardShape });
 const standard = parseModelConfig(standardConfig);
 const model = standard.config as Gpt2Config;
 const SEQUENCES = 16; // B: 8 DPO pairs, rows 0..7 chosen, 8..15 rejected
@@ -72,6 +66,15 @@ const adamw = { type: 'adamw', beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDe
 /** The torch peer's FLOP formula: 6·N·B·T + 12·L·T²·D·B. */
 function trainingFlop(parameters: number, layers: number): number {
   return 6 * parameters * SEQUENCES * TOKENS + 12 * layers * TOKENS ** 2 * model.n_embd * SEQUENCES;
+}
+
+/** Token ids from a seeded linear congruential generator. */
+function randomIds(count: number, vocab: number, seed: number): number[] {
+  let state = seed;
+  return Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state % vocab;
+  });
 }
 
 /** The standard model's seeded initial weights (transformers' init), restricted to `shapes`. */
@@ -153,12 +156,7 @@ const modelStep: BenchCaseBuilder = async ({ threads }) => {
     const loss = op.neg(op.reduceMean(F.logSigmoid(op.mul(op.sub(chosen, rejected), BETA))));
     return { loss, trainable };
   };
-  const ids = new BigInt64Array(SEQUENCES * TOKENS);
-  let state = 12345;
-  for (let i = 0; i < ids.length; i++) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    ids[i] = BigInt(state % model.vocab_size);
-  }
+  const ids = BigInt64Array.from(randomIds(SEQUENCES * TOKENS, model.vocab_size, 12345), BigInt);
   const batch = {
     input_ids: hostTensor('int64', [SEQUENCES, TOKENS], ids),
     reference_logp: seededNormal([SEQUENCES], 5),
@@ -180,11 +178,7 @@ const modelStep: BenchCaseBuilder = async ({ threads }) => {
 /** The torch peer's INFERENCE_SHAPES, with random GPT-2 weights. */
 const inferenceShapes = {
   standard: {
-    layers: 6,
-    width: 384,
-    heads: 6,
-    vocabSize: 8192,
-    positions: 256,
+    ...standardShape,
     score: [16, 256],
     decode: { batch: 8, prompt: 64, new: 64 },
   },
@@ -203,14 +197,6 @@ function randomGpt2(name: keyof typeof inferenceShapes) {
   const { layers, width, heads, vocabSize, positions } = inferenceShapes[name];
   const rawConfig = tinyConfig({ family: 'gpt2', layers, width, heads, vocabSize, positions });
   return { spec: parseModelConfig(rawConfig), parameters: tinyParameters(rawConfig, 1) };
-}
-
-function randomIds(count: number, vocab: number, seed: number): number[] {
-  let state = seed;
-  return Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    return state % vocab;
-  });
 }
 
 const scoreCase =
