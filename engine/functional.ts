@@ -45,41 +45,54 @@ export function rmsNorm(x: Tensor, weight: Tensor, epsilon = 1e-6): Tensor {
 }
 
 /**
- * Rotary position embedding, rotate-half form (GPT-NeoX / Llama), for x [B, H, T, E] with E static and even:
- * x·cos(θ) + rotate_half(x)·sin(θ), θ[t, i] = t · f[i]. The frequencies f default to base^(−2i/E); models
- * with rope scaling (llama3) pass their own E/2 values. Positions come from T at run time; the cos/sin tables
- * are built once per graph for each (T, frequencies, dtype) and shared by every layer.
+ * cos and sin of θ[b, t, i] = position[b, t] · f[i] for positions (B or 1, T) int64 and E/2 frequencies f,
+ * each (B or 1, 1, T, E) with the angles written twice (rotate-half layout). Built once per positions tensor
+ * and shared by every layer that rotates with them.
  */
-export function rotaryEmbedding(x: Tensor, base = 10000, frequencies?: Float64Array): Tensor {
+export function rotaryTables(positions: Tensor, frequencies: Float64Array, dtype: DType): [Tensor, Tensor] {
+  const graph = positions.graph;
+  return graph.memo(`rotary:${positions.id}:${frequencies.join(',')}:${dtype}`, () => {
+    const f = graph.constant(hostFloats(dtype, [frequencies.length], frequencies)); // (E/2,)
+    const angles = op.mul(op.unsqueeze(op.cast(positions, dtype), -1), f); // (B, T, E/2)
+    const doubled = op.concat([angles, angles], -1); // (B, T, E)
+    return [op.unsqueeze(op.cos(doubled), 1), op.unsqueeze(op.sin(doubled), 1)]; // (B, 1, T, E)
+  });
+}
+
+/** x·cos + rotate_half(x)·sin for x (B, n, T, E), rotate_half(x) = [−x₂, x₁] over the halves of E. */
+export function applyRotary(x: Tensor, [cos, sin]: [Tensor, Tensor]): Tensor {
+  const width = x.dims[x.rank - 1];
+  if (typeof width !== 'number' || width % 2 !== 0 || cos.dims[cos.rank - 1] !== width) {
+    throw new op.ShapeError(
+      `rotary embedding: head width of ${x} must be static, even and match the tables ${cos}`,
+    );
+  }
+  const half = width / 2;
+  const rotated = op.concat(
+    [op.neg(op.slice(x, [half], [op.END], [-1])), op.slice(x, [0], [half], [-1])],
+    -1,
+  );
+  return op.add(op.mul(x, cos), op.mul(rotated, sin));
+}
+
+/** Rotary position embedding at positions 0…T−1 with frequencies base^(−2i/E), for x (B, H, T, E). */
+export function rotaryEmbedding(x: Tensor, base = 10000): Tensor {
   const width = x.dims[x.rank - 1];
   if (typeof width !== 'number' || width % 2 !== 0) {
     throw new op.ShapeError(`rotaryEmbedding: head width of ${x} must be a static even number`);
   }
-  const half = width / 2;
-  const inverse = frequencies ?? new Float64Array(half).map((_, i) => base ** ((-2 * i) / width));
-  if (inverse.length !== half) {
-    throw new op.ShapeError(
-      `rotaryEmbedding: ${inverse.length} frequencies for head width ${width} (need ${half})`,
-    );
-  }
-  const key = `rotary:${canonicalDim(x.dims[x.rank - 2])}:${inverse.join(',')}:${x.dtype}`;
-  const [cos, sin] = x.graph.memo(key, () => {
-    const inverseFrequency = x.graph.constant(hostFloats(x.dtype, [half], inverse)); // [E/2]
-    const positions = op.unsqueeze(op.cast(op.arange(x, -2), x.dtype), 1); // [T, 1]
-    const angles = op.mul(positions, inverseFrequency); // [T, E/2]
-    const doubled = op.concat([angles, angles], -1); // [T, E]
-    return [op.cos(doubled), op.sin(doubled)];
-  });
-  const firstHalf = op.slice(x, [0], [half], [-1]);
-  const secondHalf = op.slice(x, [half], [op.END], [-1]);
-  const rotated = op.concat([op.neg(secondHalf), firstHalf], -1);
-  return op.add(op.mul(x, cos), op.mul(rotated, sin));
+  const frequencies = new Float64Array(width / 2).map((_, i) => base ** ((-2 * i) / width));
+  // One positions tensor per sequence length, so every layer shares the same tables.
+  const positions = x.graph.memo(`positions:${canonicalDim(x.dims[x.rank - 2])}`, () =>
+    op.unsqueeze(op.arange(x, -2), 0),
+  ); // (1, T)
+  return applyRotary(x, rotaryTables(positions, frequencies, x.dtype));
 }
 
 function hostFloats(dtype: DType, dims: number[], values: Float64Array): HostTensor {
   if (dtype === 'float64') return hostTensor(dtype, dims, values);
   if (dtype === 'float32') return hostTensor(dtype, dims, Float32Array.from(values));
-  throw new op.ShapeError(`rotaryEmbedding: dtype ${dtype} is not supported (float32 or float64)`);
+  throw new op.ShapeError(`rotary embedding: dtype ${dtype} is not supported (float32 or float64)`);
 }
 
 /** bool [T, T], true where key position ≤ query position; T is `like`'s size along `axis`. Built once per T. */

@@ -2,7 +2,6 @@
 // RMSNorm, rotate-half RoPE (with llama3 frequency scaling), grouped-query attention, SwiGLU. Weight names are
 // the checkpoint's. Legend: B batch, T tokens, D width, H heads, K kv heads, E head width, I MLP width, V vocab.
 
-import { hostTensor } from '../dtype.ts';
 import * as F from '../functional.ts';
 import type { Tensor } from '../graph.ts';
 import * as op from '../ops/index.ts';
@@ -57,40 +56,6 @@ export function ropeFrequencies(config: LlamaSpecConfig): Float64Array {
   });
 }
 
-/**
- * cos and sin of θ[b, t, i] = position[b, t] · f[i], each (B or 1, 1, T, E) with the E/2 angles written twice
- * (rotate-half layout), built once per graph and shared by every layer. F.rotaryEmbedding takes positions
- * 0…T−1 only; position ids from the attention mask (left padding) need these tables.
- */
-function rotaryTables(
-  positionIds: Tensor,
-  config: LlamaSpecConfig,
-  dtype: Tensor['dtype'],
-): [Tensor, Tensor] {
-  const graph = positionIds.graph;
-  return graph.memo(`llama-rope:${positionIds.id}:${dtype}`, () => {
-    if (dtype !== 'float32' && dtype !== 'float64') {
-      throw new op.ShapeError(`llama rotary embedding: dtype ${dtype} is not supported (float32 or float64)`);
-    }
-    const frequencies = ropeFrequencies(config);
-    const values = dtype === 'float64' ? frequencies : Float32Array.from(frequencies);
-    const f = graph.constant(hostTensor(dtype, [frequencies.length], values)); // (E/2,)
-    const angles = op.mul(op.unsqueeze(op.cast(positionIds, dtype), -1), f); // (B, T, E/2)
-    const doubled = op.concat([angles, angles], -1); // (B, T, E)
-    return [op.unsqueeze(op.cos(doubled), 1), op.unsqueeze(op.sin(doubled), 1)]; // (B, 1, T, E)
-  });
-}
-
-/** x·cos + rotate_half(x)·sin for x (B, n, T, E); rotate_half(x) = [−x₂, x₁] over the halves of E. */
-function rotate(x: Tensor, [cos, sin]: [Tensor, Tensor]): Tensor {
-  const half = (x.dims[3] as number) / 2; // E is static: config.head_dim
-  const rotated = op.concat(
-    [op.neg(op.slice(x, [half], [op.END], [-1])), op.slice(x, [0], [half], [-1])],
-    -1,
-  );
-  return op.add(op.mul(x, cos), op.mul(rotated, sin));
-}
-
 function linear(
   x: Tensor,
   weight: WeightSource,
@@ -103,7 +68,7 @@ function linear(
   return bias ? op.add(y, weight(`${name}.bias`, [rows])) : y;
 }
 
-/** Grouped-query attention; `allowed` bool (B or 1, 1, T, L), `rope` from rotaryTables. x (B, T, D) → (B, T, D). */
+/** Grouped-query attention; `allowed` bool (B or 1, 1, T, L), `rope` from F.rotaryTables. x (B, T, D) → (B, T, D). */
 function attention(
   x: Tensor,
   allowed: Tensor,
@@ -117,8 +82,8 @@ function attention(
   const [H, K] = [config.num_attention_heads, config.num_key_value_heads];
   const [B, T] = [x.dims[0], x.dims[1]];
   const heads = (t: Tensor, count: number) => op.transpose(op.reshape(t, [B, T, count, E]), [0, 2, 1, 3]); // (B, n, T, E)
-  const q = rotate(heads(linear(x, weight, `${prefix}.q_proj`, H * E, D, config.qkv_bias), H), rope); // (B, H, T, E)
-  const k = rotate(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K), rope); // (B, K, T, E)
+  const q = F.applyRotary(heads(linear(x, weight, `${prefix}.q_proj`, H * E, D, config.qkv_bias), H), rope); // (B, H, T, E)
+  const k = F.applyRotary(heads(linear(x, weight, `${prefix}.k_proj`, K * E, D, config.qkv_bias), K), rope); // (B, K, T, E)
   const v = heads(linear(x, weight, `${prefix}.v_proj`, K * E, D, config.qkv_bias), K); // (B, K, T, E)
   const { y, present } = attend(q, k, v, allowed, past); // (B, H, T, E)
   const merged = op.reshape(op.transpose(y, [0, 2, 1, 3]), [B, T, H * E]); // (B, T, H·E)
@@ -151,7 +116,8 @@ export function llamaForward(
   const { vocab_size: V, hidden_size: D } = config;
   let x = op.gather(weight('model.embed_tokens.weight', [V, D]), inputIds); // (B, T, D)
   const allowed = attentionAllowed(inputIds, options.attentionMask, options.past !== undefined);
-  const rope = rotaryTables(options.positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0), config, x.dtype);
+  const positions = options.positionIds ?? op.unsqueeze(op.arange(inputIds, 1), 0); // (B or 1, T)
+  const rope = F.rotaryTables(positions, ropeFrequencies(config), x.dtype);
   const present: LayerCache[] = [];
   for (let i = 0; i < config.num_hidden_layers; i++) {
     const prefix = `model.layers.${i}`;
