@@ -98,6 +98,22 @@ export function compileTraining(
   };
 }
 
+export interface CompiledEvaluation {
+  /** Forward only: the same inputs as the training models (trainable weights included), loss and metrics out. */
+  model: Uint8Array;
+  metricNames: readonly string[];
+}
+
+/** The loss program without backward or update, for evaluation with the weights being trained. */
+export function compileEvaluation(build: (graph: Graph) => LossProgram): CompiledEvaluation {
+  const graph = new Graph('evaluate');
+  const program = build(graph);
+  graph.output(names.loss, program.loss);
+  for (const [name, metric] of Object.entries(program.metrics ?? {}))
+    graph.output(names.metric(name), metric);
+  return { model: serializeModel(graph), metricNames: Object.keys(program.metrics ?? {}) };
+}
+
 function buildModel(
   build: (graph: Graph) => LossProgram,
   options: TrainStepOptions,
