@@ -3,8 +3,9 @@
 
 import { type Command, exitCodes, UsageError } from './command.ts';
 import { scoreCommand } from './score.ts';
+import { trainCommand } from './train.ts';
 
-const commands: Command[] = [scoreCommand];
+const commands: Command[] = [trainCommand, scoreCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

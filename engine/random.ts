@@ -17,3 +17,14 @@ export function mulberry32(seed: number): () => number {
 export function standardNormal(uniform: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
+
+/** 0…count−1 in a Fisher–Yates order drawn from mulberry32(seed): the same permutation on every machine. */
+export function seededPermutation(count: number, seed: number): number[] {
+  const uniform = mulberry32(seed);
+  const order = Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(uniform() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}

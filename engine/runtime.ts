@@ -17,7 +17,7 @@ export interface RuntimeOptions {
   /** Threads running independent ops in parallel; 0 = onnxruntime's default. */
   interOpThreads: number;
   /** onnxruntime graph rewrites applied when the session is built. */
-  graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
+  graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
   /** Run the session in the shared worker thread (true) or on the calling thread (false, blocks it). */
   inWorker: boolean;
   /**

@@ -3,7 +3,7 @@
 
 import { dpoFeeds } from '../engine/dpo/step.ts';
 import { type HostTensor, hostTensor } from '../engine/dtype.ts';
-import { mulberry32 } from '../engine/random.ts';
+import { seededPermutation } from '../engine/random.ts';
 
 /** A tokenized pair, with its reference log-probs once they are known. */
 export interface TrainingPair {
@@ -29,14 +29,8 @@ export function epochOrder(
   count: number,
   options: { shuffle: boolean; seed: number; epoch: number },
 ): number[] {
-  const order = Array.from({ length: count }, (_, i) => i);
-  if (!options.shuffle) return order;
-  const uniform = mulberry32((options.seed * 0x9e3779b1 + options.epoch) >>> 0);
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(uniform() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
+  if (!options.shuffle) return Array.from({ length: count }, (_, i) => i);
+  return seededPermutation(count, (Math.imul(options.seed, 0x9e3779b1) + options.epoch) >>> 0);
 }
 
 /** Batches per mega-batch that length bucketing sorts together (as transformers' LengthGroupedSampler). */

@@ -4,22 +4,28 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { configSchema, type TrainingConfig } from '../../config/schema.ts';
+import type { z } from 'zod';
+import { type TrainingConfig, trainingSchema } from '../../config/schema.ts';
 import type { CausalLmSpec } from '../../engine/models/hf-config.ts';
-import { PairScorer } from '../../engine/models/scorer.ts';
 import { parseModelConfig } from '../../engine/models/hf-config.ts';
+import { PairScorer } from '../../engine/models/scorer.ts';
 import { tinyConfig, tinyParameters } from '../../engine/models/tiny.ts';
 import type { ParameterSet } from '../../engine/parameters.ts';
 import { mulberry32 } from '../../engine/random.ts';
 import { shutdownRuntime } from '../../engine/runtime.ts';
 import type { TrainingPair } from '../../trainer/batches.ts';
-import { listTrainerCheckpoints, loadLatestTrainerCheckpoint, saveTrainerCheckpoint } from '../../trainer/checkpoints.ts';
+import {
+  listTrainerCheckpoints,
+  loadLatestTrainerCheckpoint,
+  saveTrainerCheckpoint,
+} from '../../trainer/checkpoints.ts';
 import {
   TrainingCancelledError,
   TrainingDivergedError,
   TrainingSetupError,
   trainDpo,
 } from '../../trainer/dpo-trainer.ts';
+import { scoreReference } from '../../trainer/reference.ts';
 import type { LogEntry, TrainerCheckpoint } from '../../trainer/state.ts';
 import { backendNames, openTestStore } from '../store/backends.ts';
 
@@ -37,7 +43,11 @@ function markerPairs(count: number, seed: number): TrainingPair[] {
   const pick = (letters: string) => letters.charCodeAt(Math.floor(uniform() * letters.length));
   return Array.from({ length: count }, () => {
     const positive = uniform() < 0.5;
-    const prompt = [256, positive ? 43 : 45, ...Array.from({ length: 1 + Math.floor(uniform() * 4) }, () => pick(LETTERS))];
+    const prompt = [
+      256,
+      positive ? 43 : 45,
+      ...Array.from({ length: 1 + Math.floor(uniform() * 4) }, () => pick(LETTERS)),
+    ];
     const length = 2 + Math.floor(uniform() * 4);
     const vowels = [...Array.from({ length }, () => pick('aeiou')), 257];
     const consonants = [...Array.from({ length }, () => pick('bcdfghklmnpqrstvwxz')), 257];
@@ -54,25 +64,15 @@ function tinyModel(family: 'gpt2' | 'llama'): { spec: CausalLmSpec; parameters: 
   return { spec: parseModelConfig(raw), parameters: tinyParameters(raw, 1) };
 }
 
-async function withReference(
+function withReference(
   model: { spec: CausalLmSpec; parameters: ParameterSet },
   pairs: TrainingPair[],
 ): Promise<TrainingPair[]> {
-  const scorer = await PairScorer.create(model.spec, model.parameters);
-  try {
-    const scores = await scorer.score(pairs);
-    return pairs.map((pair, i) => ({
-      ...pair,
-      ref_chosen_logps: scores[i].logp_chosen,
-      ref_rejected_logps: scores[i].logp_rejected,
-    }));
-  } finally {
-    await scorer.release();
-  }
+  return scoreReference(model.spec, model.parameters, pairs, { batchSize: 64 });
 }
 
-function training(settings: Partial<TrainingConfig>): TrainingConfig {
-  return configSchema.shape.training.parse({ learning_rate: 1e-3, per_device_train_batch_size: 8, ...settings });
+function training(settings: z.input<typeof trainingSchema>): TrainingConfig {
+  return trainingSchema.parse({ learning_rate: 1e-3, per_device_train_batch_size: 8, ...settings });
 }
 
 const gpt2 = tinyModel('gpt2');
@@ -184,11 +184,18 @@ test('LoRA on Llama: only adapters train, and the merged export scores as the tr
   });
   const names = [...result.trained.keys()];
   assert.equal(names.length, 2 * 2 * 2); // 2 layers × (q_proj, v_proj) × (A, B)
-  assert.ok(names.every((name) => /self_attn\.(q|v)_proj\.lora_[AB]\.weight$/.test(name)), names.join());
+  assert.ok(
+    names.every((name) => /self_attn\.(q|v)_proj\.lora_[AB]\.weight$/.test(name)),
+    names.join(),
+  );
   for (const [name, tensor] of llama.parameters) {
     const merged = result.policy.get(name)!;
     const changed = merged.data.some((value, i) => value !== tensor.data[i]);
-    assert.equal(changed, /(q|v)_proj\.weight$/.test(name), `${name} ${changed ? 'changed' : 'did not change'}`);
+    assert.equal(
+      changed,
+      /(q|v)_proj\.weight$/.test(name),
+      `${name} ${changed ? 'changed' : 'did not change'}`,
+    );
   }
   const scorer = await PairScorer.create(llama.spec, result.policy);
   try {
@@ -202,9 +209,11 @@ test('LoRA on Llama: only adapters train, and the merged export scores as the tr
 });
 
 test('a non-finite loss stops with its step number and no checkpoint of it', async () => {
-  const poisoned = train.slice(0, 16).map((pair, i) =>
-    i === 10 ? { ...pair, ref_chosen_logps: 1.7e308, ref_rejected_logps: -1.7e308 } : pair,
-  );
+  const poisoned = train
+    .slice(0, 16)
+    .map((pair, i) =>
+      i === 10 ? { ...pair, ref_chosen_logps: 1.7e308, ref_rejected_logps: -1.7e308 } : pair,
+    );
   const saved: number[] = [];
   await assert.rejects(
     trainDpo({
