@@ -1,6 +1,7 @@
 // The benchmark cases `npm run bench` times through ONNX Runtime, each the twin of a case in
 // bench/torch_peer.py (same shapes, same FLOP formula). Legend: B sequences, T tokens, D width, n matmul size.
 
+import { dpoLossProgram } from '../engine/dpo/step.ts';
 import { type HostTensor, hostTensor } from '../engine/dtype.ts';
 import * as F from '../engine/functional.ts';
 import { Graph } from '../engine/graph.ts';
@@ -16,6 +17,7 @@ import type { ParameterSet } from '../engine/parameters.ts';
 import { createSession } from '../engine/runtime.ts';
 import { compileTraining, type LossProgram } from '../engine/train-step.ts';
 import { TrainingSession } from '../engine/training-session.ts';
+import { collatePairs } from '../trainer/batches.ts';
 import { seededNormal } from './random.ts';
 
 export interface BenchCase {
@@ -131,36 +133,34 @@ const blockStep: BenchCaseBuilder = async ({ threads }) => {
   });
 };
 
-/** The full model with the DPO sigmoid loss against fixed reference log-probs (the torch peer's model_step). */
+/**
+ * The product's DPO step (engine/dpo/step.ts fed by trainer/batches.ts, as trainDpo runs it): 8 pairs of 64
+ * prompt + 192 response tokens, sigmoid loss against fixed reference log-probs (the torch peer's model_step).
+ */
 const modelStep: BenchCaseBuilder = async ({ threads }) => {
   const shapes = gpt2WeightShapes(model);
   const pairs = SEQUENCES / 2;
-  const build = (graph: Graph): LossProgram => {
-    const { weight, trainable } = modelWeights(graph, standard, { trainable: new Set(shapes.keys()) });
-    const inputIds = graph.input('input_ids', 'int64', [SEQUENCES, TOKENS]); // (B, T)
-    const referenceLogp = graph.input('reference_logp', 'float32', [SEQUENCES]); // (B,)
-    const logits = gpt2Logits(inputIds, weight, model); // (B, T, V)
-    const predicting = op.slice(logits, [0], [TOKENS - 1], [1]); // (B, T-1, V): position t predicts t+1
-    const targets = op.slice(inputIds, [1], [op.END], [1]); // (B, T-1)
-    const responseMask = graph.constant(
-      hostTensor(
-        'float32',
-        [TOKENS - 1],
-        Float32Array.from({ length: TOKENS - 1 }, (_, t) => (t >= PROMPT_TOKENS - 1 ? 1 : 0)),
-      ),
+  const build = (graph: Graph): LossProgram =>
+    dpoLossProgram(
+      graph,
+      standard,
+      modelWeights(graph, standard, { trainable: new Set(shapes.keys()) }),
+      { lossType: 'sigmoid', beta: BETA },
+      'float32',
     );
-    const logp = op.reduceSum(op.mul(F.tokenLogProbs(predicting, targets), responseMask), [1]); // (B,)
-    const logRatio = op.sub(logp, referenceLogp); // (B,)
-    const chosen = op.slice(logRatio, [0], [pairs], [0]);
-    const rejected = op.slice(logRatio, [pairs], [SEQUENCES], [0]);
-    const loss = op.neg(op.reduceMean(F.logSigmoid(op.mul(op.sub(chosen, rejected), BETA))));
-    return { loss, trainable };
-  };
-  const ids = BigInt64Array.from(randomIds(SEQUENCES * TOKENS, model.vocab_size, 12345), BigInt);
-  const batch = {
-    input_ids: hostTensor('int64', [SEQUENCES, TOKENS], ids),
-    reference_logp: seededNormal([SEQUENCES], 5),
-  };
+  const ids = randomIds(SEQUENCES * TOKENS, model.vocab_size, 12345);
+  const references = seededNormal([SEQUENCES], 5).data as Float32Array;
+  const row = (r: number) => ids.slice(r * TOKENS, (r + 1) * TOKENS);
+  const batch = collatePairs(
+    Array.from({ length: pairs }, (_, i) => ({
+      prompt_input_ids: row(i).slice(0, PROMPT_TOKENS),
+      chosen_input_ids: row(i).slice(PROMPT_TOKENS),
+      rejected_input_ids: row(pairs + i).slice(PROMPT_TOKENS),
+      ref_chosen_logps: references[i],
+      ref_rejected_logps: references[pairs + i],
+    })),
+    { padTokenId: 0, dtype: 'float32', withReference: true },
+  );
   return trainingCase(build, shapes, batch, threads, (seconds, parameters) => {
     const withoutPositions = parameters - model.n_positions * model.n_embd;
     const flop = trainingFlop(withoutPositions, model.n_layer);
