@@ -2,12 +2,12 @@
 // bench/torch_peer.py (same shapes, same FLOP formula). Legend: B sequences, T tokens, D width, n matmul size.
 
 import { dpoLossProgram } from '../engine/dpo/step.ts';
-import { type HostTensor, hostTensor } from '../engine/dtype.ts';
+import type { HostTensor } from '../engine/dtype.ts';
 import * as F from '../engine/functional.ts';
 import { Graph } from '../engine/graph.ts';
 import { modelWeights } from '../engine/models/causal-lm.ts';
 import { Generator } from '../engine/models/generate.ts';
-import { type Gpt2Config, gpt2Block, gpt2Logits, gpt2WeightShapes } from '../engine/models/gpt2.ts';
+import { type Gpt2Config, gpt2Block, gpt2WeightShapes } from '../engine/models/gpt2.ts';
 import { parseModelConfig } from '../engine/models/hf-config.ts';
 import { PairScorer } from '../engine/models/scorer.ts';
 import { tinyConfig, tinyParameters } from '../engine/models/tiny.ts';
