@@ -73,6 +73,7 @@ export function tokenizePair(
     const length = row.prompt.length + Math.max(row.chosen.length, row.rejected.length);
     if (length > settings.max_length)
       return tooLong(index, `${length} tokens > max_length ${settings.max_length} (pre-tokenized, not cut)`);
+    if (sameIds(row.chosen, row.rejected)) return identical(index, false);
     return {
       kind: 'ok',
       prompt_input_ids: [...row.prompt],
@@ -105,13 +106,7 @@ export function tokenizePair(
 
   const fitted = truncate(bos, prompt, chosen, rejected, settings, index);
   if (fitted.kind === 'dropped') return fitted;
-  if (sameIds(fitted.chosen_input_ids, fitted.rejected_input_ids)) {
-    return {
-      kind: 'dropped',
-      cause: 'identical',
-      reason: `row ${index}: chosen and rejected are identical after tokenization${fitted.truncated ? ' and truncation' : ''}`,
-    };
-  }
+  if (sameIds(fitted.chosen_input_ids, fitted.rejected_input_ids)) return identical(index, fitted.truncated);
   return { ...fitted, warnings };
 }
 
@@ -238,6 +233,15 @@ function commonPrefixLength(a: string, b: string): number {
   let i = 0;
   while (i < a.length && i < b.length && a[i] === b[i]) i++;
   return i;
+}
+
+/** A pair that teaches nothing: its two responses are the same ids. */
+function identical(index: number, truncated: boolean): TokenizedPair {
+  return {
+    kind: 'dropped',
+    cause: 'identical',
+    reason: `row ${index}: chosen and rejected are identical after tokenization${truncated ? ' and truncation' : ''}`,
+  };
 }
 
 function sameIds(a: readonly number[], b: readonly number[]): boolean {
