@@ -165,7 +165,9 @@ export const trainingSchema = z
     precompute_ref_log_probs: z
       .boolean()
       .default(true)
-      .describe('compute reference log-probs once and cache them, so training holds only the policy'),
+      .describe(
+        'compute reference log-probs once before training, so training holds only the policy (dpoflow always does; false is accepted for TRL configs)',
+      ),
     length_bucketing: z
       .boolean()
       .default(true)

@@ -5,6 +5,8 @@
 
 import type { TrainingConfig } from '../config/schema.ts';
 import { dpoLossProgram, dpoUsesReference } from '../engine/dpo/step.ts';
+import type { HostTensor } from '../engine/dtype.ts';
+import type { Graph } from '../engine/graph.ts';
 import { modelWeights, weightShapes } from '../engine/models/causal-lm.ts';
 import type { CausalLmSpec } from '../engine/models/hf-config.ts';
 import {
@@ -130,7 +132,7 @@ export async function trainDpo(setup: DpoTrainingSetup): Promise<DpoTrainingResu
     if (missing >= 0) throw new TrainingSetupError(`training pair ${missing} has no reference log-probs`);
   }
 
-  const build = (graph: import('../engine/graph.ts').Graph): LossProgram => {
+  const build = (graph: Graph): LossProgram => {
     const policy = lora
       ? loraWeights(graph, spec, setup.parameters, lora, dtype)
       : modelWeights(graph, spec, {
@@ -295,7 +297,7 @@ async function evaluate(
   metricNames: readonly string[],
   parameters: ParameterSet,
   pairs: readonly TrainingPair[],
-  collate: (pairs: readonly TrainingPair[]) => Record<string, import('../engine/dtype.ts').HostTensor>,
+  collate: (pairs: readonly TrainingPair[]) => Record<string, HostTensor>,
   { batchSize }: { batchSize: number },
 ): Promise<Record<string, number>> {
   const weights = Object.fromEntries(parameters);
