@@ -1,11 +1,11 @@
 // Preference data from a file to tokenized pairs: read JSONL or a JSON array, validate every row (TRL formats),
-// drop exact duplicates, tokenize with truncation, and hold out an evaluation split by a seeded shuffle.
+// drop exact duplicates, tokenize with truncation, and hold out an evaluation split by hash.
 // Invalid rows are named by line; pairs that cannot fit or that tokenize identically are skipped and counted.
 
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { DatasetConfig, TrainingConfig } from '../config/schema.ts';
-import { seededPermutation } from '../engine/random.ts';
 import { detectFormat, type PreferenceRow, parsePreferenceRow, RowError } from '../text/preference-rows.ts';
 import {
   type TokenizationTally,
@@ -145,22 +145,33 @@ export async function preparePairs(
   return { pairs, rows: raw.rows.length, invalid, duplicates, tally, dropped };
 }
 
-/** Holds out round(fraction · n) pairs (at least 1 when fraction > 0) chosen by a shuffle seeded with split_seed. */
-export function splitPairs<T>(
-  pairs: readonly T[],
+/**
+ * Holds out each pair whose digest of (split_seed, token ids) falls below `fraction`: the same split on every
+ * machine, and a pair keeps its side when other rows are added, removed or reordered. At least one pair is
+ * held out when fraction > 0.
+ */
+export function splitPairs(
+  pairs: readonly TrainingPair[],
   fraction: number,
   seed: number,
-): { train: T[]; eval: T[] } {
+): { train: TrainingPair[]; eval: TrainingPair[] } {
   if (fraction === 0) return { train: [...pairs], eval: [] };
-  const held = Math.max(1, Math.round(fraction * pairs.length));
-  if (held >= pairs.length) {
+  const scores = pairs.map(
+    (pair) =>
+      createHash('sha256')
+        .update(
+          `${seed}:${JSON.stringify([pair.prompt_input_ids, pair.chosen_input_ids, pair.rejected_input_ids])}`,
+        )
+        .digest()
+        .readUInt32BE(0) /
+      2 ** 32,
+  );
+  const lowest = scores.indexOf(Math.min(...scores));
+  const held = scores.map((score, i) => score < fraction || i === lowest);
+  if (held.every(Boolean)) {
     throw new DatasetError(
       `dataset.eval_fraction ${fraction} of ${pairs.length} pair(s) leaves nothing to train on; lower it or give dataset.eval`,
     );
   }
-  const evalIndices = new Set(seededPermutation(pairs.length, seed).slice(0, held));
-  return {
-    train: pairs.filter((_, i) => !evalIndices.has(i)),
-    eval: pairs.filter((_, i) => evalIndices.has(i)),
-  };
+  return { train: pairs.filter((_, i) => !held[i]), eval: pairs.filter((_, i) => held[i]) };
 }

@@ -91,7 +91,7 @@ describe('dpoflow train', () => {
       result.stderr,
       /1 duplicates dropped; 1 longer than max_length 32 skipped; 1 with identical/,
     );
-    assert.match(result.stderr, /128 training pairs, 32 held out/);
+    assert.match(result.stderr, /134 training pairs, 26 held out/);
     assert.match(result.stderr, /trained 150 steps/);
 
     const metrics = (await readFile(join(runDir('whole'), 'metrics.jsonl'), 'utf8'))

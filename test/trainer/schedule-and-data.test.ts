@@ -95,17 +95,21 @@ describe('preference data', () => {
     );
   });
 
-  test('the eval split is seeded, disjoint and complete', () => {
-    const items = Array.from({ length: 100 }, (_, i) => i);
-    const first = splitPairs(items, 0.1, 42);
-    assert.deepEqual(splitPairs(items, 0.1, 42), first);
-    assert.equal(first.eval.length, 10);
-    assert.deepEqual(
-      [...first.train, ...first.eval].sort((a, b) => a - b),
-      items,
+  test('the eval split is by hash: seeded, disjoint, complete, and stable when rows are added', () => {
+    const items = Array.from({ length: 150 }, (_, i) => pretokenized([1, i], [2, 9], [3, 9]));
+    const first = splitPairs(items.slice(0, 100), 0.1, 42);
+    assert.deepEqual(splitPairs(items.slice(0, 100), 0.1, 42), first);
+    assert.ok(first.eval.length > 3 && first.eval.length < 20, `${first.eval.length} of 100 held out`);
+    assert.equal(first.train.length + first.eval.length, 100);
+    assert.ok(first.train.every((pair) => !first.eval.includes(pair)));
+    const grown = splitPairs(items, 0.1, 42);
+    assert.ok(
+      first.eval.every((pair) => grown.eval.includes(pair)),
+      'a held-out pair moved to train',
     );
-    assert.notDeepEqual(splitPairs(items, 0.1, 43).eval, first.eval);
-    assert.throws(() => splitPairs([1], 0.5, 0), /leaves nothing to train on/);
+    assert.notDeepEqual(splitPairs(items.slice(0, 100), 0.1, 43).eval, first.eval);
+    assert.equal(splitPairs(items.slice(0, 3), 0.01, 42).eval.length, 1);
+    assert.throws(() => splitPairs(items.slice(0, 1), 0.5, 0), /leaves nothing to train on/);
   });
 });
 
