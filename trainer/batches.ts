@@ -3,6 +3,7 @@
 
 import { dpoFeeds } from '../engine/dpo/step.ts';
 import { type HostTensor, hostTensor } from '../engine/dtype.ts';
+import { rightPaddedFeeds } from '../engine/models/causal-lm.ts';
 import { seededPermutation } from '../engine/random.ts';
 
 /** A tokenized pair, with its reference log-probs once they are known. */
@@ -73,21 +74,17 @@ export function collatePairs(
   const T = Math.max(...pairs.map(pairLength));
   const feeds: Record<string, HostTensor> = {};
   for (const side of dpoFeeds.sides) {
-    const ids = new BigInt64Array(P * T).fill(BigInt(options.padTokenId));
-    const attention = new BigInt64Array(P * T);
-    const response = new BigInt64Array(P * T);
-    pairs.forEach((pair, row) => {
-      const prompt = pair.prompt_input_ids;
-      const answer = side === 'chosen' ? pair.chosen_input_ids : pair.rejected_input_ids;
-      [...prompt, ...answer].forEach((id, t) => {
-        ids[row * T + t] = BigInt(id);
-        attention[row * T + t] = 1n;
-        if (t >= prompt.length) response[row * T + t] = 1n;
-      });
-    });
-    feeds[dpoFeeds.inputIds(side)] = hostTensor('int64', [P, T], ids);
-    feeds[dpoFeeds.attentionMask(side)] = hostTensor('int64', [P, T], attention);
-    feeds[dpoFeeds.responseMask(side)] = hostTensor('int64', [P, T], response);
+    const padded = rightPaddedFeeds(
+      pairs.map((pair) => [
+        pair.prompt_input_ids,
+        side === 'chosen' ? pair.chosen_input_ids : pair.rejected_input_ids,
+      ]),
+      options.padTokenId,
+      T,
+    );
+    feeds[dpoFeeds.inputIds(side)] = padded.input_ids;
+    feeds[dpoFeeds.attentionMask(side)] = padded.attention_mask;
+    feeds[dpoFeeds.responseMask(side)] = padded.response_mask;
     if (options.withReference) {
       const values = pairs.map((pair, index) => {
         const value = side === 'chosen' ? pair.ref_chosen_logps : pair.ref_rejected_logps;

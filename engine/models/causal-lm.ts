@@ -2,7 +2,7 @@
 // mean logit) with prompt and padding masked out; plus a scoring model with the weights frozen inside.
 // Legend: B batch, T tokens, V vocab.
 
-import type { DType, HostTensor } from '../dtype.ts';
+import { type DType, type HostTensor, hostTensor } from '../dtype.ts';
 import * as F from '../functional.ts';
 import { attr, Graph, type Tensor } from '../graph.ts';
 import { serializeModel } from '../onnx.ts';
@@ -157,6 +157,35 @@ export function buildScoringModel(
 }
 
 export type ScoringFeeds = Record<'input_ids' | 'attention_mask' | 'response_mask', HostTensor<'int64'>>;
+
+/**
+ * (prompt, response) token lists as right-padded (B, T) feeds: input_ids (pads = padTokenId), attention_mask (1 on
+ * tokens) and response_mask (1 on response tokens). T is the longest sequence unless `tokens` is given.
+ */
+export function rightPaddedFeeds(
+  sequences: readonly (readonly [prompt: readonly number[], response: readonly number[]])[],
+  padTokenId: number,
+  tokens = Math.max(...sequences.map(([prompt, response]) => prompt.length + response.length)),
+): ScoringFeeds {
+  const rows = sequences.length;
+  const ids = new BigInt64Array(rows * tokens).fill(BigInt(padTokenId));
+  const attention = new BigInt64Array(rows * tokens);
+  const response = new BigInt64Array(rows * tokens);
+  sequences.forEach(([promptIds, responseIds], row) => {
+    const offset = row * tokens;
+    [...promptIds, ...responseIds].forEach((id, t) => {
+      ids[offset + t] = BigInt(id);
+      attention[offset + t] = 1n;
+      if (t >= promptIds.length) response[offset + t] = 1n;
+    });
+  });
+  const dims = [rows, tokens];
+  return {
+    input_ids: hostTensor('int64', dims, ids),
+    attention_mask: hostTensor('int64', dims, attention),
+    response_mask: hostTensor('int64', dims, response),
+  };
+}
 
 /** Build-time check of a (B, T) token-aligned tensor: rank, dtype, and dims equal to `like`'s first two. */
 function requireTokenMatrix(

@@ -2,10 +2,9 @@
 // chosen and the rejected response. The session is built once; pairs go through in right-padded batches with
 // chosen and rejected sequences side by side. Used by `dpoflow score` and the reference log-prob cache.
 
-import { hostTensor } from '../dtype.ts';
 import type { ParameterSet } from '../parameters.ts';
 import { createSession, type RuntimeOptions, type Session } from '../runtime.ts';
-import { buildScoringModel } from './causal-lm.ts';
+import { buildScoringModel, rightPaddedFeeds } from './causal-lm.ts';
 import type { CausalLmSpec } from './hf-config.ts';
 
 export interface PairIds {
@@ -44,25 +43,7 @@ export class PairScorer {
       ...pairs.map((pair) => [pair.prompt_input_ids, pair.chosen_input_ids] as const),
       ...pairs.map((pair) => [pair.prompt_input_ids, pair.rejected_input_ids] as const),
     ];
-    const rows = sequences.length;
-    const tokens = Math.max(...sequences.map(([prompt, response]) => prompt.length + response.length));
-    const ids = new BigInt64Array(rows * tokens).fill(BigInt(this.padTokenId));
-    const attention = new BigInt64Array(rows * tokens);
-    const response = new BigInt64Array(rows * tokens);
-    sequences.forEach(([promptIds, responseIds], row) => {
-      const offset = row * tokens;
-      [...promptIds, ...responseIds].forEach((id, t) => {
-        ids[offset + t] = BigInt(id);
-        attention[offset + t] = 1n;
-        if (t >= promptIds.length) response[offset + t] = 1n;
-      });
-    });
-    const dims = [rows, tokens];
-    const out = await this.session.run({
-      input_ids: hostTensor('int64', dims, ids),
-      attention_mask: hostTensor('int64', dims, attention),
-      response_mask: hostTensor('int64', dims, response),
-    });
+    const out = await this.session.run(rightPaddedFeeds(sequences, this.padTokenId));
     const [logp, count, meanLogit] = [
       out.logp.data,
       out.n_tokens.data,
