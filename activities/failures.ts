@@ -4,6 +4,9 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { ConfigError } from '../config/errors.ts';
 import { isStoreError } from '../store/index.ts';
+import { NON_RETRYABLE_TYPES } from './failure-types.ts';
+
+const NON_RETRYABLE: ReadonlySet<string> = new Set(NON_RETRYABLE_TYPES);
 
 export function asActivityFailure(error: unknown): unknown {
   if (error instanceof ApplicationFailure) return error;
@@ -15,10 +18,10 @@ export function asActivityFailure(error: unknown): unknown {
       cause: error,
     });
   }
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || (error instanceof Error && NON_RETRYABLE.has(error.name))) {
     return ApplicationFailure.create({
       message: error.message,
-      type: 'ConfigError',
+      type: error.name,
       nonRetryable: true,
       cause: error,
     });

@@ -1,30 +1,37 @@
-// `dpoflow train --config FILE [--resume]`: a whole DPO run in this process (no Temporal), with progress on
-// stderr. Ctrl-C stops between steps; --resume continues from the last checkpoint.
+// `dpoflow train --config FILE [--resume]`: the pipeline's stages in this process (no Temporal) — data
+// preparation, reference log-probs, DPO training — with progress on stderr. Ctrl-C stops after the current
+// step with a checkpoint; --resume continues from it.
 
 import { parseArgs } from 'node:util';
+import { prepareData } from '../activities/prepare-data.ts';
+import { cacheReferenceLogprobs } from '../activities/reference-logprobs.ts';
+import { stageContext } from '../activities/stage.ts';
+import { trainPolicy } from '../activities/train-policy.ts';
 import { ConfigError } from '../config/errors.ts';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, redactSecrets } from '../config/load.ts';
 import type { DpoflowConfig } from '../config/schema.ts';
+import { dpoUsesReference } from '../engine/dpo/step.ts';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { DatasetError } from '../trainer/dataset.ts';
 import { TrainingCancelledError, TrainingSetupError } from '../trainer/dpo-trainer.ts';
-import { type RunEvent, runTraining } from '../trainer/run.ts';
 import { type Command, exitCodes, UsageError } from './command.ts';
 
 const usage = `usage: dpoflow train --config FILE [--resume]
 
 Runs data preparation, reference log-probs and DPO training in this process with the pipeline's config
-schema (YAML or JSON; see README, Configuration). Writes under <store.uri>/runs/<name>/:
-  metrics.jsonl         one line per logging step and evaluation (TRL names: loss, rewards/accuracies, …)
-  checkpoints/          checkpoint-<step>/ every training.save_steps and at the end
-  trainer_state.json    step, epoch, log history
-  model/                the trained model as a Hugging Face directory (LoRA adapters merged)
+schema and artifacts (YAML or JSON; see README, Configuration). Under store.uri, content-addressed:
+  data/<key>/          tokenized pairs (train and eval shards), stats.json
+  reference/<key>/     the reference model's log-probs of every pair
+  train/<key>/         metrics.jsonl (TRL names), checkpoints/, trainer_state.json, model/ (Hugging Face
+                       directory, LoRA adapters merged)
+  runs/<name>/run.json where this run's artifacts are
+A stage whose result exists is reused, so a rerun of a finished config returns at once.
 
 options:
   --config FILE   the run's config
-  --resume        continue from the newest checkpoint of this run (same config)
+  --resume        continue an interrupted run of this config from its newest checkpoint
 
-Ctrl-C stops after the current step; rerun with --resume to continue from the last checkpoint.`;
+Ctrl-C stops after the current step and saves a checkpoint; rerun with --resume to continue.`;
 
 async function run(args: string[]): Promise<number> {
   let values: { config?: string; resume?: boolean };
@@ -54,19 +61,44 @@ async function run(args: string[]): Promise<number> {
   process.once('SIGINT', interrupt);
   const progress = progressPrinter();
   try {
-    const result = await runTraining(config, {
-      resume: values.resume,
-      signal: controller.signal,
-      report: progress,
+    const context = stageContext(
+      config,
+      {},
+      { heartbeat: progress.heartbeat, log: progress.log, signal: controller.signal },
+    );
+    const data = await prepareData(config, context);
+    const { counts } = data;
+    progress.message(
+      `data ${data.reused ? 'reused' : 'prepared'}: ${counts.rows} rows → ${counts.train} training pairs, ` +
+        `${counts.eval} held out; ${counts.invalid} invalid, ${counts.duplicates} duplicate, ` +
+        `${counts.skipped} skipped (too long or identical) — ${data.uri}/stats.json`,
+    );
+    const reference = dpoUsesReference(config.training.loss_type)
+      ? await cacheReferenceLogprobs(config, data, context)
+      : undefined;
+    if (reference)
+      progress.message(`reference log-probs ${reference.reused ? 'reused' : 'computed'}: ${reference.uri}`);
+    const trained = await trainPolicy(config, { data, reference }, context, {
+      checkpoints: values.resume ? 'resume' : 'refuse',
     });
     progress.done();
-    console.error(`trained ${result.state.global_step} steps; model: ${result.modelUri}`);
-    console.error(`metrics: ${result.runUri}/metrics.jsonl`);
+    await context.store.putJson(`runs/${config.name}/run.json`, {
+      config: redactSecrets(config),
+      data,
+      reference,
+      trained,
+    });
+    console.error(
+      `${trained.reused ? 'already trained' : 'trained'} ${trained.steps} steps; model: ${trained.modelUri}`,
+    );
+    console.error(`metrics: ${trained.metricsUri}`);
     return exitCodes.ok;
   } catch (error) {
     progress.done();
     if (error instanceof TrainingCancelledError) {
-      console.error(`${error.message}; continue with: dpoflow train --config ${values.config} --resume`);
+      console.error(
+        `${error.message}, checkpoint saved; continue with: dpoflow train --config ${values.config} --resume`,
+      );
       return 130;
     }
     if (error instanceof DatasetError || error instanceof TrainingSetupError) {
@@ -80,60 +112,56 @@ async function run(args: string[]): Promise<number> {
   }
 }
 
-/** A one-line bar on a terminal; otherwise one line per logged entry, so logs stay readable. */
-function progressPrinter(): ((event: RunEvent) => void) & { done(): void } {
+/** A one-line bar on a terminal; logged metrics one line each, so piped output stays readable. */
+function progressPrinter() {
   const tty = process.stderr.isTTY === true;
   let open = false;
   let started = 0;
   const line = (text: string) => {
-    if (tty) {
-      process.stderr.write(`\r${text}\x1b[K`);
-      open = true;
-    }
+    if (!tty) return;
+    process.stderr.write(`\r${text}\x1b[K`);
+    open = true;
   };
-  const finishLine = () => {
+  const done = () => {
     if (open) process.stderr.write('\n');
     open = false;
   };
-  const printer = (event: RunEvent) => {
-    switch (event.kind) {
-      case 'message':
-        finishLine();
-        process.stderr.write(`${event.text}\n`);
-        break;
-      case 'reference':
-        line(`reference log-probs ${event.done}/${event.total} pairs`);
-        if (event.done === event.total) finishLine();
-        break;
-      case 'step': {
-        const { step, totalSteps, loss, accuracy } = event.progress;
-        started ||= performance.now();
-        const width = 30;
-        const filled = Math.round((width * step) / totalSteps);
-        const rate = step / Math.max(1e-9, (performance.now() - started) / 1000);
-        line(
-          `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${totalSteps} ` +
-            `loss ${loss.toFixed(4)} acc ${accuracy.toFixed(2)} ${rate.toFixed(1)} steps/s`,
-        );
-        break;
-      }
-      case 'log': {
-        const { entry } = event;
-        const evaluation = 'eval_loss' in entry;
-        const shown = evaluation
-          ? ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins']
-          : ['loss', 'rewards/accuracies', 'rewards/margins', 'grad_norm', 'learning_rate'];
-        const text = `step ${entry.step}: ${shown
-          .filter((name) => name in entry)
-          .map((name) => `${name} ${formatNumber(entry[name])}`)
-          .join(', ')}`;
-        finishLine();
-        process.stderr.write(`${text}\n`);
-        break;
-      }
+  const message = (text: string) => {
+    done();
+    process.stderr.write(`${text}\n`);
+  };
+  const heartbeat = (details: Record<string, unknown>) => {
+    if (details.stage === 'reference' && typeof details.done === 'number') {
+      line(
+        `reference log-probs ${details.finishedShard ?? details.shard}: ${details.done}/${details.total} pairs`,
+      );
+    } else if (details.stage === 'train' && typeof details.resumedFrom === 'number') {
+      message(`resuming from the checkpoint at step ${details.resumedFrom}`);
+    } else if (details.stage === 'train') {
+      const { step, totalSteps, loss, accuracy } = details as Record<string, number>;
+      started ||= performance.now();
+      const width = 30;
+      const filled = Math.round((width * step) / totalSteps);
+      const rate = step / Math.max(1e-9, (performance.now() - started) / 1000);
+      line(
+        `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${totalSteps} ` +
+          `loss ${loss.toFixed(4)} acc ${accuracy.toFixed(2)} ${rate.toFixed(1)} steps/s`,
+      );
     }
   };
-  return Object.assign(printer, { done: finishLine });
+  const log = (entry: Record<string, number>) => {
+    const shown =
+      'eval_loss' in entry
+        ? ['eval_loss', 'eval_rewards/accuracies', 'eval_rewards/margins']
+        : ['loss', 'rewards/accuracies', 'rewards/margins', 'grad_norm', 'learning_rate'];
+    message(
+      `step ${entry.step}: ${shown
+        .filter((name) => name in entry)
+        .map((name) => `${name} ${formatNumber(entry[name])}`)
+        .join(', ')}`,
+    );
+  };
+  return { heartbeat, log, message, done };
 }
 
 function formatNumber(value: number): string {

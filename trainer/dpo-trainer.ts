@@ -46,7 +46,10 @@ export interface DpoTrainingSetup {
   configDigest?: string;
   /** Continue from this checkpoint instead of the start. */
   resumeFrom?: TrainerCheckpoint;
-  /** Called with each checkpoint (every save_steps and at the end); awaited before training goes on. */
+  /**
+   * Called with each checkpoint (every save_steps, at the end, and on cancellation for the steps since the last
+   * one); awaited before training goes on.
+   */
   saveCheckpoint?: (checkpoint: TrainerCheckpoint) => Promise<void>;
   /** Each logged entry (training every logging_steps, evaluation every eval_steps). */
   onLog?: (entry: LogEntry) => void | Promise<void>;
@@ -227,8 +230,19 @@ export async function trainDpo(setup: DpoTrainingSetup): Promise<DpoTrainingResu
     const collate = (pairs: readonly TrainingPair[]) =>
       collatePairs(pairs, { padTokenId: setup.padTokenId, dtype, withReference: usesReference });
 
+    let savedStep = resume?.state.global_step ?? -1;
+    const save = async () => {
+      if (!setup.saveCheckpoint || savedStep === state.global_step) return;
+      const { parameters, optimizerState } = session.state();
+      await setup.saveCheckpoint({ state, parameters, optimizerState });
+      savedStep = state.global_step;
+    };
     while (state.global_step < totalSteps) {
-      if (setup.signal?.aborted) throw new TrainingCancelledError(state.global_step);
+      if (setup.signal?.aborted) {
+        // Nothing is lost: the steps since the last save_steps checkpoint are saved before stopping.
+        await save();
+        throw new TrainingCancelledError(state.global_step);
+      }
       const step = state.global_step + 1;
       const learningRate = learningRateAt(schedule, state.global_step);
       const window = structuredClone(state.window);
@@ -274,10 +288,7 @@ export async function trainDpo(setup: DpoTrainingSetup): Promise<DpoTrainingResu
         state = { ...state, log_history: [...state.log_history, logged] };
         await setup.onLog?.(logged);
       }
-      if (setup.saveCheckpoint && (step % training.save_steps === 0 || atEnd)) {
-        const { parameters, optimizerState } = session.state();
-        await setup.saveCheckpoint({ state, parameters, optimizerState });
-      }
+      if (step % training.save_steps === 0 || atEnd) await save();
       await setup.onStep?.({ step, totalSteps, epoch: state.epoch, loss: lastLoss, accuracy: lastAccuracy });
     }
     const trained = session.parameters();

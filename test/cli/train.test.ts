@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { loadCheckpoint } from '../../engine/models/checkpoint.ts';
 import { writeTinyModel } from '../../engine/models/tiny.ts';
@@ -46,7 +47,11 @@ function textRows(count: number): object[] {
 describe('dpoflow train', () => {
   let dir: string;
   const config = (name: string) => join(dir, `${name}.yaml`);
-  const runDir = (name: string) => join(dir, 'artifacts', 'runs', name);
+  /** Where run.json says this run's training artifacts are. */
+  const trainedDir = async (name: string) => {
+    const run = JSON.parse(await readFile(join(dir, `artifacts-${name}`, 'runs', name, 'run.json'), 'utf8'));
+    return fileURLToPath(run.trained.modelUri).replace(/\/model$/, '');
+  };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dpoflow-train-'));
@@ -76,25 +81,26 @@ describe('dpoflow train', () => {
           '  save_steps: 10',
           '  max_length: 32',
           '  max_prompt_length: 16',
-          'store: { uri: artifacts }',
+          `store: { uri: artifacts-${name} }`,
         ].join('\n'),
       );
     }
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  it('trains, logs TRL metrics, checkpoints and exports an HF model', async () => {
+  it('trains, logs TRL metrics, checkpoints and exports an HF model; a rerun is reused', async () => {
     const result = await dpoflow(dir, 'train', '--config', config('whole'));
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stderr, /dataset\.train: 164 rows → 160 pairs; 1 invalid \(e\.g\. line 164: chosen/);
     assert.match(
       result.stderr,
-      /1 duplicates dropped; 1 longer than max_length 32 skipped; 1 with identical/,
+      /data prepared: 164 rows → 134 training pairs, 26 held out; 1 invalid, 1 duplicate, 2 skipped/,
     );
-    assert.match(result.stderr, /134 training pairs, 26 held out/);
-    assert.match(result.stderr, /trained 150 steps/);
+    assert.match(result.stderr, /reference log-probs computed/);
+    assert.match(result.stderr, /step 150: eval_loss/);
+    assert.match(result.stderr, /trained 150 steps; model: file:\/\//);
 
-    const metrics = (await readFile(join(runDir('whole'), 'metrics.jsonl'), 'utf8'))
+    const trained = await trainedDir('whole');
+    const metrics = (await readFile(join(trained, 'metrics.jsonl'), 'utf8'))
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line));
@@ -116,21 +122,21 @@ describe('dpoflow train', () => {
       assert.ok(name in training[0], `metrics lack ${name}`);
     assert.ok(evaluation.at(-1)['eval_rewards/accuracies'] > 0.9, JSON.stringify(evaluation.at(-1)));
 
-    const state = JSON.parse(await readFile(join(runDir('whole'), 'trainer_state.json'), 'utf8'));
+    const state = JSON.parse(await readFile(join(trained, 'trainer_state.json'), 'utf8'));
     assert.equal(state.global_step, 150);
     assert.equal(state.log_history.length, metrics.length);
-    const trained = await loadCheckpoint(join(runDir('whole'), 'model'));
+    const model = await loadCheckpoint(join(trained, 'model'));
     const initial = await loadCheckpoint(join(dir, 'model'));
     const wte = 'transformer.wte.weight';
-    assert.notDeepEqual(trained.parameters.get(wte)!.data, initial.parameters.get(wte)!.data);
-    await readFile(join(runDir('whole'), 'model', 'tokenizer.json')); // exported with the model
+    assert.notDeepEqual(model.parameters.get(wte)!.data, initial.parameters.get(wte)!.data);
+    await readFile(join(trained, 'model', 'tokenizer.json')); // exported with the model
 
     const again = await dpoflow(dir, 'train', '--config', config('whole'));
-    assert.equal(again.code, 2);
-    assert.match(again.stderr, /already has checkpoints \(last: step 150\).*pass --resume/);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /data reused.*\n.*reference log-probs reused.*\nalready trained 150 steps/);
   });
 
-  it('stops on Ctrl-C after a step and --resume ends with the same model and metrics', async () => {
+  it('stops on Ctrl-C with a checkpoint and --resume ends with the same model and metrics', async () => {
     const child = spawn(process.execPath, [cli, 'train', '--config', config('interrupted')], { cwd: dir });
     let stderr = '';
     child.stderr.on('data', (chunk) => {
@@ -139,17 +145,24 @@ describe('dpoflow train', () => {
     });
     const code = await new Promise<number>((resolve) => child.on('exit', (exit) => resolve(exit ?? -1)));
     assert.equal(code, 130, stderr);
-    assert.match(stderr, /training cancelled after step \d+; continue with: dpoflow train .* --resume/);
+    assert.match(
+      stderr,
+      /training cancelled after step \d+, checkpoint saved; continue with: dpoflow train .* --resume/,
+    );
     const stoppedAt = Number(/cancelled after step (\d+)/.exec(stderr)![1]);
     assert.ok(stoppedAt < 150, `stopped at ${stoppedAt}`);
 
+    const refused = await dpoflow(dir, 'train', '--config', config('interrupted'));
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, new RegExp(`has checkpoints \\(last: step ${stoppedAt}\\).*--resume`));
     const resumed = await dpoflow(dir, 'train', '--config', config('interrupted'), '--resume');
     assert.equal(resumed.code, 0, resumed.stderr);
-    assert.match(resumed.stderr, new RegExp(`resuming from step ${stoppedAt - (stoppedAt % 10)}`));
+    assert.match(resumed.stderr, new RegExp(`resuming from the checkpoint at step ${stoppedAt}\\b`));
+    const [whole, interrupted] = [await trainedDir('whole'), await trainedDir('interrupted')];
     for (const file of ['model/model.safetensors', 'metrics.jsonl']) {
       assert.deepEqual(
-        await readFile(join(runDir('interrupted'), file)),
-        await readFile(join(runDir('whole'), file)),
+        await readFile(join(interrupted, file)),
+        await readFile(join(whole, file)),
         `${file} differs from the uninterrupted run's`,
       );
     }

@@ -101,7 +101,7 @@ test('learning: held-out rewards/accuracies rises from about 0.5 to above 0.9', 
 
 describe('exact resume from a checkpoint in the store', () => {
   for (const backend of backendNames) {
-    test(`${backend}: stop after step 5, resume from checkpoint 4, same weights and logs as one run`, async (t) => {
+    test(`${backend}: cancel after step 5 (checkpointed on the way out), resume, same weights and logs as one run`, async (t) => {
       const opened = await openTestStore(t, backend);
       if (!opened) return;
       const { store } = opened;
@@ -140,9 +140,9 @@ describe('exact resume from a checkpoint in the store', () => {
         }),
         (error) => error instanceof TrainingCancelledError && error.step === 5,
       );
-      assert.deepEqual(await listTrainerCheckpoints(store, 'interrupted'), [2, 4]);
+      assert.deepEqual(await listTrainerCheckpoints(store, 'interrupted'), [2, 4, 5]);
       const checkpoint = await loadLatestTrainerCheckpoint(store, 'interrupted');
-      assert.equal(checkpoint?.state.global_step, 4);
+      assert.equal(checkpoint?.state.global_step, 5);
       const resumed = await run({ resumeFrom: checkpoint });
 
       assert.deepEqual(resumed.state.log_history, whole.state.log_history);

@@ -1,0 +1,48 @@
+// The pipeline's activities for Temporal workers: each stage function wrapped with the activity's heartbeat
+// and cancellation, its failures sorted into retryable or not. Built by a factory that receives the worker's
+// settings (S3 credentials, onnxruntime overrides); the store and the rest come with each run's config.
+
+import { Context } from '@temporalio/activity';
+import type { DpoflowConfig } from '../config/schema.ts';
+import { sortingFailures } from './failures.ts';
+import { type PreparedData, prepareData } from './prepare-data.ts';
+import { cacheReferenceLogprobs, type ReferenceLogprobs } from './reference-logprobs.ts';
+import { type StageContext, stageContext, type WorkerSettings } from './stage.ts';
+import { type TrainedPolicy, trainPolicy } from './train-policy.ts';
+
+export type { PreparedData, ReferenceLogprobs, TrainedPolicy };
+
+export interface PipelineActivities {
+  prepareData(input: { config: DpoflowConfig }): Promise<PreparedData>;
+  cacheReferenceLogprobs(input: { config: DpoflowConfig; data: PreparedData }): Promise<ReferenceLogprobs>;
+  trainPolicy(input: {
+    config: DpoflowConfig;
+    data: PreparedData;
+    reference?: ReferenceLogprobs;
+  }): Promise<TrainedPolicy>;
+}
+
+export function createPipelineActivities(worker: WorkerSettings = {}): PipelineActivities {
+  /** Runs a stage with the activity's heartbeat and cancellation; a cancelled stage ends as cancelled. */
+  const run = <T>(config: DpoflowConfig, stage: (context: StageContext) => Promise<T>) => {
+    const activity = Context.current();
+    const signal = activity.cancellationSignal;
+    return sortingFailures(async () => {
+      try {
+        return await stage(
+          stageContext(config, worker, { heartbeat: (details) => activity.heartbeat(details), signal }),
+        );
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        throw error;
+      }
+    });
+  };
+  return {
+    prepareData: ({ config }) => run(config, (context) => prepareData(config, context)),
+    cacheReferenceLogprobs: ({ config, data }) =>
+      run(config, (context) => cacheReferenceLogprobs(config, data, context)),
+    trainPolicy: ({ config, data, reference }) =>
+      run(config, (context) => trainPolicy(config, { data, reference }, context)),
+  };
+}

@@ -1,0 +1,146 @@
+// dpoPipeline on the real Temporal dev server and MinIO: a tiny model and synthetic pairs in S3, a CPU-queue and
+// a GPU-queue worker; every artifact published with a manifest; a rerun reuses every stage; a new β reuses the
+// data and the reference cache and retrains only; training runs on the GPU queue alone; bad rows fail fast.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { createPipelineActivities } from '../../activities/pipeline.ts';
+import { parseConfig } from '../../config/load.ts';
+import type { DpoflowConfigInput } from '../../config/schema.ts';
+import { writeTinyModel } from '../../engine/models/tiny.ts';
+import { mulberry32 } from '../../engine/random.ts';
+import { shutdownRuntime } from '../../engine/runtime.ts';
+import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
+import { openTestStore, s3Options } from '../store/backends.ts';
+import { testS3 } from '../support/services.ts';
+import { testTemporal } from '../support/temporal.ts';
+
+after(shutdownRuntime);
+
+/** '+' prompts prefer vowels, '-' prompts consonants (as in test/trainer). */
+function rows(count: number): string {
+  const uniform = mulberry32(5);
+  const pick = (letters: string, length: number) =>
+    Array.from({ length }, () => letters[Math.floor(uniform() * letters.length)]).join('');
+  return Array.from({ length: count }, () => {
+    const positive = uniform() < 0.5;
+    const length = 2 + Math.floor(uniform() * 4);
+    const [vowels, consonants] = [pick('aeiou', length), pick('bcdfghklmnpqrstvwxz', length)];
+    return JSON.stringify({
+      prompt: `${positive ? '+' : '-'}${pick('abcdefghij', 2)}`,
+      chosen: positive ? vowels : consonants,
+      rejected: positive ? consonants : vowels,
+    });
+  })
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+test('dpoPipeline: prepare → reference → train, cached on rerun, retrains only for a new beta', async (t) => {
+  const temporal = await testTemporal(t);
+  const opened = await openTestStore(t, 's3');
+  const s3 = testS3(t);
+  if (!temporal || !opened || !s3) return;
+  const { store } = opened;
+  const scratch = await mkdtemp(join(tmpdir(), 'dpoflow-pipeline-'));
+  t.after(() => rm(scratch, { recursive: true, force: true }));
+  await writeTinyModel(join(scratch, 'model'), { family: 'gpt2', seed: 1 });
+  for (const name of await readdir(join(scratch, 'model'))) {
+    await store.putFile(`inputs/model/${name}`, join(scratch, 'model', name));
+  }
+  await store.put('inputs/pairs.jsonl', rows(120));
+  await store.put('inputs/bad.jsonl', `${rows(3)}{"prompt": "+a", "chosen": 7}\n{"chosen": "x"}\n`);
+
+  const queues = { cpu: temporal.taskQueue('pipeline-cpu'), gpu: temporal.taskQueue('pipeline-gpu') };
+  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
+  await temporal.worker(queues.cpu, activities);
+  await temporal.worker(queues.gpu, activities);
+  const config = (training: DpoflowConfigInput['training'], train = 'inputs/pairs.jsonl') =>
+    parseConfig({
+      name: 'pipeline-test',
+      model: { uri: store.uri('inputs/model') },
+      dataset: { train: store.uri(train), eval_fraction: 0.2 },
+      training: {
+        learning_rate: 1e-3,
+        max_steps: 30,
+        logging_steps: 4,
+        eval_steps: 30,
+        save_steps: 10,
+        max_length: 32,
+        max_prompt_length: 8,
+        ...training,
+      },
+      store: { uri: opened.rootUri, s3: { endpoint: s3.endpoint } },
+      temporal: { task_queues: queues },
+    });
+  let runs = 0;
+  const run = async (input: ReturnType<typeof config>) => {
+    const workflowId = `pipeline-${queues.cpu}-${++runs}`;
+    const result = (await temporal.client.workflow.execute('dpoPipeline', {
+      taskQueue: queues.cpu,
+      workflowId,
+      args: [input],
+    })) as PipelineResult;
+    return { result, workflowId };
+  };
+
+  const first = await run(config({ beta: 0.1 }));
+  const { data, reference, trained } = first.result;
+  assert.equal(data.reused, false);
+  assert.equal(reference?.reused, false);
+  assert.equal(trained.reused, false);
+  assert.equal(data.counts.train + data.counts.eval, 120);
+  assert.equal(trained.steps, 30);
+  for (const prefix of [data.prefix, reference!.prefix, `${trained.prefix}/model`]) {
+    const manifest = await store.readManifest(prefix);
+    assert.ok(manifest, `${prefix} has no manifest`);
+    for (const file of manifest.files)
+      assert.ok(await store.exists(`${prefix}/${file.path}`), `${prefix}/${file.path}`);
+  }
+  const exported = (await store.readManifest(`${trained.prefix}/model`))!.files.map((file) => file.path);
+  for (const name of ['config.json', 'model.safetensors', 'tokenizer.json'])
+    assert.ok(exported.includes(name), `model/ lacks ${name}: ${exported}`);
+  assert.ok(trained.evaluation!['eval_rewards/accuracies'] > 0.8, JSON.stringify(trained.evaluation));
+  assert.equal((await store.get(trained.metricsUri)).length > 0, true);
+
+  // Routing: training was scheduled on the GPU queue, everything else on the CPU queue.
+  const history = await temporal.client.workflow.getHandle(first.workflowId).fetchHistory();
+  const scheduled = history.events!.flatMap((event) => {
+    const attributes = event.activityTaskScheduledEventAttributes;
+    return attributes ? [[attributes.activityType!.name, attributes.taskQueue!.name]] : [];
+  });
+  assert.deepEqual(scheduled, [
+    ['prepareData', queues.cpu],
+    ['cacheReferenceLogprobs', queues.cpu],
+    ['trainPolicy', queues.gpu],
+  ]);
+
+  const again = (await run(config({ beta: 0.1 }))).result;
+  assert.deepEqual(
+    [again.data.reused, again.reference?.reused, again.trained.reused],
+    [true, true, true],
+    'a rerun reuses every stage',
+  );
+  assert.equal(again.trained.modelUri, trained.modelUri);
+
+  const newBeta = (await run(config({ beta: 0.2 }))).result;
+  assert.deepEqual(
+    [newBeta.data.reused, newBeta.reference?.reused, newBeta.trained.reused],
+    [true, true, false],
+  );
+  assert.notEqual(newBeta.trained.modelUri, trained.modelUri);
+
+  const failure = await run(config({ beta: 0.1 }, 'inputs/bad.jsonl')).catch((error: unknown) => error);
+  assert.ok(failure instanceof WorkflowFailedError);
+  assert.ok(failure.cause instanceof ActivityFailure);
+  const cause = failure.cause.cause;
+  assert.ok(cause instanceof ApplicationFailure);
+  assert.equal(cause.type, 'DatasetError');
+  assert.equal(cause.nonRetryable, true);
+  assert.match(cause.message, /inputs\/bad\.jsonl: 2 invalid row\(s\).*\n {2}line 4: chosen.*\n {2}line 5/s);
+  assert.ok(cause.message.startsWith('s3://'), cause.message);
+});

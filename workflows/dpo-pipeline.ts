@@ -1,0 +1,83 @@
+// `dpoPipeline(config)`: data preparation → reference log-prob cache → DPO training on the GPU queue.
+// Deterministic orchestration only: each stage is an activity whose output is content-addressed, so a stage
+// whose result exists returns it at once (a rerun, or a new β that keeps the data and reference caches).
+
+import {
+  defineQuery,
+  proxyActivities,
+  type RetryPolicy,
+  setCurrentDetails,
+  setHandler,
+} from '@temporalio/workflow';
+import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
+import type {
+  PipelineActivities,
+  PreparedData,
+  ReferenceLogprobs,
+  TrainedPolicy,
+} from '../activities/pipeline.ts';
+import type { DpoflowConfig } from '../config/schema.ts';
+
+export type PipelineStage = 'prepare' | 'reference' | 'train' | 'done';
+
+export interface PipelineProgress {
+  stage: PipelineStage;
+  data?: PreparedData;
+  reference?: ReferenceLogprobs;
+  trained?: TrainedPolicy;
+}
+
+export interface PipelineResult {
+  data: PreparedData;
+  reference?: ReferenceLogprobs;
+  trained: TrainedPolicy;
+}
+
+export const progressQuery = defineQuery<PipelineProgress>('progress');
+
+/** Transient failures (network, a lost worker) retry with backoff; invalid data or config fail at once. */
+const retry: RetryPolicy = {
+  initialInterval: '2 seconds',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  maximumAttempts: 10,
+  nonRetryableErrorTypes: [...NON_RETRYABLE_TYPES],
+};
+
+export async function dpoPipeline(config: DpoflowConfig): Promise<PipelineResult> {
+  const progress: PipelineProgress = { stage: 'prepare' };
+  setHandler(progressQuery, () => progress);
+  const enter = (stage: PipelineStage, details: string) => {
+    progress.stage = stage;
+    setCurrentDetails(`**${stage}**: ${details}`);
+  };
+  const queues = config.temporal.task_queues;
+  const cpu = proxyActivities<PipelineActivities>({
+    taskQueue: queues.cpu,
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout: '5 minutes',
+    retry,
+  });
+  const gpu = proxyActivities<PipelineActivities>({
+    taskQueue: queues.gpu,
+    startToCloseTimeout: '7 days',
+    // A lost worker is noticed within this and the step resumes from the newest checkpoint elsewhere.
+    heartbeatTimeout: '2 minutes',
+    retry,
+  });
+
+  enter('prepare', `reading ${config.dataset.train}`);
+  const data = await cpu.prepareData({ config });
+  progress.data = data;
+  let reference: ReferenceLogprobs | undefined;
+  if (config.training.loss_type !== 'simpo') {
+    enter('reference', `π_ref over ${data.counts.train + data.counts.eval} pairs`);
+    reference = await cpu.cacheReferenceLogprobs({ config, data });
+    progress.reference = reference;
+  }
+  enter('train', `${data.counts.train} pairs on ${queues.gpu}`);
+  const trained = await gpu.trainPolicy({ config, data, reference });
+  progress.trained = trained;
+  enter('done', `model at ${trained.modelUri}`);
+  return { data, reference, trained };
+}
