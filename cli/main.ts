@@ -4,8 +4,9 @@
 import { type Command, exitCodes, UsageError } from './command.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
+import { workerCommand } from './worker.ts';
 
-const commands: Command[] = [trainCommand, scoreCommand];
+const commands: Command[] = [trainCommand, scoreCommand, workerCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

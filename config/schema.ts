@@ -371,6 +371,9 @@ export const temporalSchema = z
       })
       .prefault({})
       .describe('task queues the workers poll'),
+    training_heartbeat_timeout_s: positiveInt()
+      .default(120)
+      .describe('seconds without a heartbeat after which a training attempt counts as lost and is retried'),
   })
   .describe('Temporal connection');
 

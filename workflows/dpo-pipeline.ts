@@ -3,6 +3,7 @@
 // whose result exists returns it at once (a rerun, or a new β that keeps the data and reference caches).
 
 import {
+  ActivityCancellationType,
   defineQuery,
   proxyActivities,
   type RetryPolicy,
@@ -60,9 +61,11 @@ export async function dpoPipeline(config: DpoflowConfig): Promise<PipelineResult
   });
   const gpu = proxyActivities<PipelineActivities>({
     taskQueue: queues.gpu,
+    // A cancelled run ends once training has stopped and saved its checkpoint, not before.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     startToCloseTimeout: '7 days',
-    // A lost worker is noticed within this and the step resumes from the newest checkpoint elsewhere.
-    heartbeatTimeout: '2 minutes',
+    // A lost worker is noticed within this and training resumes from the newest checkpoint elsewhere.
+    heartbeatTimeout: `${config.temporal.training_heartbeat_timeout_s} seconds`,
     retry,
   });
 

@@ -148,6 +148,7 @@ describe('defaults', () => {
       address: 'localhost:7233',
       namespace: 'default',
       task_queues: { cpu: 'dpoflow-cpu', gpu: 'dpoflow-gpu' },
+      training_heartbeat_timeout_s: 120,
     });
   });
 

@@ -3,42 +3,23 @@
 // data and the reference cache and retrains only; training runs on the GPU queue alone; bad rows fail fast.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import protos from '@temporalio/proto';
 import { createPipelineActivities } from '../../activities/pipeline.ts';
-import { parseConfig } from '../../config/load.ts';
 import type { DpoflowConfigInput } from '../../config/schema.ts';
-import { writeTinyModel } from '../../engine/models/tiny.ts';
-import { mulberry32 } from '../../engine/random.ts';
 import { shutdownRuntime } from '../../engine/runtime.ts';
 import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
 import { openTestStore, s3Options } from '../store/backends.ts';
+import { pipelineConfig, preferenceRows, uploadPipelineInputs } from '../support/pipeline.ts';
 import { testS3 } from '../support/services.ts';
 import { testTemporal } from '../support/temporal.ts';
 
 after(shutdownRuntime);
 
-/** '+' prompts prefer vowels, '-' prompts consonants (as in test/trainer). */
-function rows(count: number): string {
-  const uniform = mulberry32(5);
-  const pick = (letters: string, length: number) =>
-    Array.from({ length }, () => letters[Math.floor(uniform() * letters.length)]).join('');
-  return Array.from({ length: count }, () => {
-    const positive = uniform() < 0.5;
-    const length = 2 + Math.floor(uniform() * 4);
-    const [vowels, consonants] = [pick('aeiou', length), pick('bcdfghklmnpqrstvwxz', length)];
-    return JSON.stringify({
-      prompt: `${positive ? '+' : '-'}${pick('abcdefghij', 2)}`,
-      chosen: positive ? vowels : consonants,
-      rejected: positive ? consonants : vowels,
-    });
-  })
-    .map((line) => `${line}\n`)
-    .join('');
-}
+const historiesDir = join(import.meta.dirname, '..', 'fixtures', 'histories');
 
 test('dpoPipeline: prepare → reference → train, cached on rerun, retrains only for a new beta', async (t) => {
   const temporal = await testTemporal(t);
@@ -46,36 +27,19 @@ test('dpoPipeline: prepare → reference → train, cached on rerun, retrains on
   const s3 = testS3(t);
   if (!temporal || !opened || !s3) return;
   const { store } = opened;
-  const scratch = await mkdtemp(join(tmpdir(), 'dpoflow-pipeline-'));
-  t.after(() => rm(scratch, { recursive: true, force: true }));
-  await writeTinyModel(join(scratch, 'model'), { family: 'gpt2', seed: 1 });
-  for (const name of await readdir(join(scratch, 'model'))) {
-    await store.putFile(`inputs/model/${name}`, join(scratch, 'model', name));
-  }
-  await store.put('inputs/pairs.jsonl', rows(120));
-  await store.put('inputs/bad.jsonl', `${rows(3)}{"prompt": "+a", "chosen": 7}\n{"chosen": "x"}\n`);
+  await uploadPipelineInputs(store);
+  await store.put('inputs/bad.jsonl', `${preferenceRows(3)}{"prompt": "+a", "chosen": 7}\n{"chosen": "x"}\n`);
 
   const queues = { cpu: temporal.taskQueue('pipeline-cpu'), gpu: temporal.taskQueue('pipeline-gpu') };
   const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
   await temporal.worker(queues.cpu, activities);
   await temporal.worker(queues.gpu, activities);
-  const config = (training: DpoflowConfigInput['training'], train = 'inputs/pairs.jsonl') =>
-    parseConfig({
-      name: 'pipeline-test',
-      model: { uri: store.uri('inputs/model') },
-      dataset: { train: store.uri(train), eval_fraction: 0.2 },
-      training: {
-        learning_rate: 1e-3,
-        max_steps: 30,
-        logging_steps: 4,
-        eval_steps: 30,
-        save_steps: 10,
-        max_length: 32,
-        max_prompt_length: 8,
-        ...training,
-      },
-      store: { uri: opened.rootUri, s3: { endpoint: s3.endpoint } },
-      temporal: { task_queues: queues },
+  const config = (training: DpoflowConfigInput['training'], train?: string) =>
+    pipelineConfig(store, {
+      endpoint: s3.endpoint,
+      queues,
+      train,
+      training: { max_steps: 30, eval_steps: 30, save_steps: 10, ...training },
     });
   let runs = 0;
   const run = async (input: ReturnType<typeof config>) => {
@@ -109,6 +73,15 @@ test('dpoPipeline: prepare → reference → train, cached on rerun, retrains on
 
   // Routing: training was scheduled on the GPU queue, everything else on the CPU queue.
   const history = await temporal.client.workflow.getHandle(first.workflowId).fetchHistory();
+  if (process.env.DPOFLOW_RECORD_HISTORIES === '1') {
+    // Refreshes the history test/workflows/replay.test.ts replays against the current workflow code.
+    // Protobuf binary: @temporalio/common's historyToJSON fails with the protobufjs copy npm installs beside it.
+    const { History } = protos.temporal.api.history.v1;
+    await writeFile(
+      join(historiesDir, 'dpo-pipeline.binpb'),
+      History.encode(History.fromObject(history)).finish(),
+    );
+  }
   const scheduled = history.events!.flatMap((event) => {
     const attributes = event.activityTaskScheduledEventAttributes;
     return attributes ? [[attributes.activityType!.name, attributes.taskQueue!.name]] : [];

@@ -1,0 +1,159 @@
+// The pipeline survives its workers: a GPU worker process SIGKILLed mid-training is replaced, the attempt is
+// retried and resumes from the newest checkpoint, and the model equals an uninterrupted run's byte for byte;
+// cancelling a run stops training within seconds and leaves its checkpoints readable.
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
+import { createPipelineActivities } from '../../activities/pipeline.ts';
+import { shutdownRuntime } from '../../engine/runtime.ts';
+import { openStore } from '../../store/index.ts';
+import { loadTrainerCheckpoint } from '../../trainer/checkpoints.ts';
+import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
+import { openTestStore, s3Options } from '../store/backends.ts';
+import { checkpointSteps, pipelineConfig, uploadPipelineInputs } from '../support/pipeline.ts';
+import { testS3, testTemporalAddress } from '../support/services.ts';
+import { testTemporal } from '../support/temporal.ts';
+
+after(shutdownRuntime);
+
+const cli = join(import.meta.dirname, '..', '..', 'bin', 'dpoflow.mjs');
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, seconds = 60): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${seconds} s waiting for ${what}`);
+}
+
+test('SIGKILL of the GPU worker mid-training: retried elsewhere, resumed, same model as one run', async (t) => {
+  const temporal = await testTemporal(t);
+  const opened = await openTestStore(t, 's3');
+  const s3 = testS3(t);
+  const address = testTemporalAddress(t);
+  if (!temporal || !opened || !s3 || !address) return;
+  await uploadPipelineInputs(opened.store);
+  const queues = { cpu: temporal.taskQueue('recovery-cpu'), gpu: temporal.taskQueue('recovery-gpu') };
+  await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
+
+  const children: ChildProcess[] = [];
+  t.after(() => {
+    for (const child of children) child.kill('SIGKILL');
+  });
+  const gpuWorker = () => {
+    const child = spawn(
+      process.execPath,
+      [cli, 'worker', '--queues', 'gpu', '--gpu-queue', queues.gpu, '--address', address],
+      {
+        env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    child.stderr!.on('data', () => {}); // drained, so the worker never blocks on a full pipe
+    children.push(child);
+    return child;
+  };
+  // Separate store roots, so the uninterrupted run cannot reuse the killed run's artifacts.
+  const config = (root: string) =>
+    pipelineConfig(opened.store, {
+      endpoint: s3.endpoint,
+      queues,
+      storeUri: `${opened.rootUri}/${root}`,
+      heartbeatTimeoutSeconds: 3,
+      training: { max_steps: 240, save_steps: 20, eval_steps: 240 },
+    });
+  const killedStore = openStore(`${opened.rootUri}/killed`, opened.options);
+
+  const first = gpuWorker();
+  const handle = await temporal.client.workflow.start('dpoPipeline', {
+    taskQueue: queues.cpu,
+    workflowId: `recovery-${queues.gpu}`,
+    args: [config('killed')],
+  });
+  const killedAfter = await until('two checkpoints', async () => {
+    const steps = await checkpointSteps(killedStore);
+    return steps.length >= 2 ? steps.at(-1) : undefined;
+  });
+  first.kill('SIGKILL');
+  gpuWorker();
+  const killed = (await handle.result()) as PipelineResult;
+  assert.equal(killed.trained.steps, 240);
+  assert.ok(killedAfter < 240, `killed only after step ${killedAfter}`);
+
+  const history = await handle.fetchHistory();
+  const attempts = history.events!.flatMap((event) => {
+    const started = event.activityTaskStartedEventAttributes;
+    return started ? [started.attempt] : [];
+  });
+  assert.ok(
+    attempts.some((attempt) => (attempt ?? 1) >= 2),
+    `trainPolicy was not retried: attempts ${attempts}`,
+  );
+
+  const whole = (await temporal.client.workflow.execute('dpoPipeline', {
+    taskQueue: queues.cpu,
+    workflowId: `recovery-whole-${queues.gpu}`,
+    args: [config('whole')],
+  })) as PipelineResult;
+  const wholeStore = openStore(`${opened.rootUri}/whole`, opened.options);
+  assert.deepEqual(
+    await killedStore.get(`${killed.trained.prefix}/model/model.safetensors`),
+    await wholeStore.get(`${whole.trained.prefix}/model/model.safetensors`),
+    'the resumed run ends with other weights than the uninterrupted one',
+  );
+  assert.deepEqual(
+    await killedStore.get(`${killed.trained.prefix}/metrics.jsonl`),
+    await wholeStore.get(`${whole.trained.prefix}/metrics.jsonl`),
+  );
+});
+
+test('cancelling a run stops training within seconds and leaves its checkpoints intact', async (t) => {
+  const temporal = await testTemporal(t);
+  const opened = await openTestStore(t, 's3');
+  const s3 = testS3(t);
+  if (!temporal || !opened || !s3) return;
+  const { store } = opened;
+  await uploadPipelineInputs(store);
+  const queues = { cpu: temporal.taskQueue('cancel-cpu'), gpu: temporal.taskQueue('cancel-gpu') };
+  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
+  await temporal.worker(queues.cpu, activities);
+  await temporal.worker(queues.gpu, activities);
+  const handle = await temporal.client.workflow.start('dpoPipeline', {
+    taskQueue: queues.cpu,
+    workflowId: `cancel-${queues.gpu}`,
+    args: [
+      pipelineConfig(store, {
+        endpoint: s3.endpoint,
+        queues,
+        heartbeatTimeoutSeconds: 5,
+        training: { max_steps: 1_000_000, save_steps: 25, eval_steps: 1_000_000 },
+      }),
+    ],
+  });
+  await until('a checkpoint', async () => ((await checkpointSteps(store)).length > 0 ? true : undefined));
+  const cancelledAt = Date.now();
+  await handle.cancel();
+  const failure = await handle.result().catch((error: unknown) => error);
+  const seconds = (Date.now() - cancelledAt) / 1000;
+  assert.ok(failure instanceof WorkflowFailedError, String(failure));
+  assert.ok(failure.cause instanceof CancelledFailure, String(failure.cause));
+  assert.ok(seconds < 10, `training took ${seconds} s to stop`);
+
+  // The workflow waits for the attempt to end (WAIT_CANCELLATION_COMPLETED): nothing trains any more, and every
+  // checkpoint, the one saved on the way out included, loads.
+  const steps = await checkpointSteps(store);
+  await sleep(1000);
+  assert.deepEqual(await checkpointSteps(store), steps, 'training went on after the run was cancelled');
+  for await (const { key } of store.list('train/')) {
+    const match = /^(train\/[0-9a-f]+\/checkpoints)\/checkpoint-(\d+)\/manifest\.json$/.exec(key);
+    if (!match) continue;
+    const checkpoint = await loadTrainerCheckpoint(store, match[1], Number(match[2]));
+    assert.equal(checkpoint.state.global_step, Number(match[2]));
+  }
+});

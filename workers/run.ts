@@ -1,0 +1,59 @@
+// Pipeline workers: one process polls the CPU queue (data preparation, reference log-probs), the GPU queue
+// (training, one attempt at a time: one training per GPU), or both for local use. SIGINT/SIGTERM shut down
+// gracefully: running activities are cancelled, and training saves a checkpoint before its attempt ends.
+
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createPipelineActivities } from '../activities/pipeline.ts';
+import type { WorkerSettings } from '../activities/stage.ts';
+
+export interface PipelineWorkerOptions {
+  address: string;
+  namespace: string;
+  queues: { cpu?: string; gpu?: string };
+  settings?: WorkerSettings;
+  /** How long running activities get to finish after a shutdown signal. */
+  shutdownGraceTime?: string;
+  identity?: string;
+}
+
+const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** Runs until a shutdown signal; resolves once every worker has stopped. */
+export async function runPipelineWorkers(options: PipelineWorkerOptions): Promise<void> {
+  const connection = await NativeConnection.connect({ address: options.address });
+  try {
+    const activities = createPipelineActivities(options.settings);
+    const workers: Worker[] = [];
+    if (options.queues.cpu) {
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace: options.namespace,
+          taskQueue: options.queues.cpu,
+          workflowsPath,
+          activities,
+          shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
+          identity: options.identity && `${options.identity}/cpu`,
+        }),
+      );
+    }
+    if (options.queues.gpu) {
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace: options.namespace,
+          taskQueue: options.queues.gpu,
+          activities,
+          maxConcurrentActivityTaskExecutions: 1,
+          shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
+          identity: options.identity && `${options.identity}/gpu`,
+        }),
+      );
+    }
+    if (workers.length === 0) throw new Error('no task queue to poll: give a CPU queue, a GPU queue or both');
+    await Promise.all(workers.map((worker) => worker.run()));
+  } finally {
+    await connection.close();
+  }
+}
