@@ -4,13 +4,14 @@
 
 import { Context } from '@temporalio/activity';
 import type { DpoflowConfig } from '../config/schema.ts';
+import { type Evaluation, evaluatePolicy } from './evaluate.ts';
 import { sortingFailures } from './failures.ts';
 import { type PreparedData, prepareData } from './prepare-data.ts';
 import { cacheReferenceLogprobs, type ReferenceLogprobs } from './reference-logprobs.ts';
 import { type StageContext, stageContext, type WorkerSettings } from './stage.ts';
 import { type TrainedPolicy, trainPolicy } from './train-policy.ts';
 
-export type { PreparedData, ReferenceLogprobs, TrainedPolicy };
+export type { Evaluation, PreparedData, ReferenceLogprobs, TrainedPolicy };
 
 export interface PipelineActivities {
   prepareData(input: { config: DpoflowConfig }): Promise<PreparedData>;
@@ -20,6 +21,11 @@ export interface PipelineActivities {
     data: PreparedData;
     reference?: ReferenceLogprobs;
   }): Promise<TrainedPolicy>;
+  evaluatePolicy(input: {
+    config: DpoflowConfig;
+    data: PreparedData;
+    trained: TrainedPolicy;
+  }): Promise<Evaluation>;
 }
 
 export function createPipelineActivities(worker: WorkerSettings = {}): PipelineActivities {
@@ -44,5 +50,7 @@ export function createPipelineActivities(worker: WorkerSettings = {}): PipelineA
       run(config, (context) => cacheReferenceLogprobs(config, data, context)),
     trainPolicy: ({ config, data, reference }) =>
       run(config, (context) => trainPolicy(config, { data, reference }, context)),
+    evaluatePolicy: ({ config, data, trained }) =>
+      run(config, (context) => evaluatePolicy(config, { data, trained }, context)),
   };
 }

@@ -1,4 +1,5 @@
-// `dpoPipeline(config)`: data preparation → reference log-prob cache → DPO training on the GPU queue.
+// `dpoPipeline(config)`: data preparation → reference log-prob cache → DPO training and evaluation on the GPU
+// queue.
 // Deterministic orchestration only: each stage is an activity whose output is content-addressed, so a stage
 // whose result exists returns it at once (a rerun, or a new β that keeps the data and reference caches).
 
@@ -12,6 +13,7 @@ import {
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
 import type {
+  Evaluation,
   PipelineActivities,
   PreparedData,
   ReferenceLogprobs,
@@ -19,19 +21,22 @@ import type {
 } from '../activities/pipeline.ts';
 import type { DpoflowConfig } from '../config/schema.ts';
 
-export type PipelineStage = 'prepare' | 'reference' | 'train' | 'done';
+export type PipelineStage = 'prepare' | 'reference' | 'train' | 'evaluate' | 'done';
 
 export interface PipelineProgress {
   stage: PipelineStage;
   data?: PreparedData;
   reference?: ReferenceLogprobs;
   trained?: TrainedPolicy;
+  evaluation?: Evaluation;
 }
 
 export interface PipelineResult {
   data: PreparedData;
   reference?: ReferenceLogprobs;
   trained: TrainedPolicy;
+  /** Absent when evaluation.enabled is false. */
+  evaluation?: Evaluation;
 }
 
 export const progressQuery = defineQuery<PipelineProgress>('progress');
@@ -81,6 +86,12 @@ export async function dpoPipeline(config: DpoflowConfig): Promise<PipelineResult
   enter('train', `${data.counts.train} pairs on ${queues.gpu}`);
   const trained = await gpu.trainPolicy({ config, data, reference });
   progress.trained = trained;
+  let evaluation: Evaluation | undefined;
+  if (config.evaluation.enabled) {
+    enter('evaluate', `${config.evaluation.num_prompts} held-out prompts on ${queues.gpu}`);
+    evaluation = await gpu.evaluatePolicy({ config, data, trained });
+    progress.evaluation = evaluation;
+  }
   enter('done', `model at ${trained.modelUri}`);
-  return { data, reference, trained };
+  return { data, reference, trained, evaluation };
 }

@@ -39,25 +39,32 @@ export class PairScorer {
 
   /** Scores up to any number of pairs in one run: rows 0..P−1 chosen, P..2P−1 rejected. */
   async score(pairs: readonly PairIds[]): Promise<PairScore[]> {
-    const sequences = [
+    const scored = await this.scoreSequences([
       ...pairs.map((pair) => [pair.prompt_input_ids, pair.chosen_input_ids] as const),
       ...pairs.map((pair) => [pair.prompt_input_ids, pair.rejected_input_ids] as const),
-    ];
+    ]);
+    const P = pairs.length;
+    return pairs.map((_, i) => ({
+      logp_chosen: scored[i].logp,
+      logp_rejected: scored[P + i].logp,
+      n_tokens_chosen: scored[i].nTokens,
+      n_tokens_rejected: scored[P + i].nTokens,
+      mean_logit_chosen: scored[i].meanLogit,
+      mean_logit_rejected: scored[P + i].meanLogit,
+    }));
+  }
+
+  /** Summed response log-prob, token count and mean logit of each (prompt, response), in one run. */
+  async scoreSequences(
+    sequences: readonly (readonly [prompt: readonly number[], response: readonly number[]])[],
+  ): Promise<{ logp: number; nTokens: number; meanLogit: number }[]> {
     const out = await this.session.run(rightPaddedFeeds(sequences, this.padTokenId));
     const [logp, count, meanLogit] = [
       out.logp.data,
       out.n_tokens.data,
       out.mean_logit.data,
     ] as Float32Array[];
-    const P = pairs.length;
-    return pairs.map((_, i) => ({
-      logp_chosen: logp[i],
-      logp_rejected: logp[P + i],
-      n_tokens_chosen: count[i],
-      n_tokens_rejected: count[P + i],
-      mean_logit_chosen: meanLogit[i],
-      mean_logit_rejected: meanLogit[P + i],
-    }));
+    return sequences.map((_, i) => ({ logp: logp[i], nTokens: count[i], meanLogit: meanLogit[i] }));
   }
 
   release(): Promise<void> {

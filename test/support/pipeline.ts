@@ -48,6 +48,7 @@ export function pipelineConfig(
     endpoint: string;
     queues: { cpu: string; gpu: string };
     training?: DpoflowConfigInput['training'];
+    evaluation?: DpoflowConfigInput['evaluation'];
     train?: string;
     storeUri?: string;
     heartbeatTimeoutSeconds?: number;
@@ -64,6 +65,7 @@ export function pipelineConfig(
       max_prompt_length: 8,
       ...options.training,
     },
+    evaluation: options.evaluation ?? { enabled: false },
     store: { uri: options.storeUri ?? store.rootUri, s3: { endpoint: options.endpoint } },
     temporal: {
       task_queues: options.queues,

@@ -40,6 +40,7 @@ test('dpoPipeline: prepare → reference → train, cached on rerun, retrains on
       queues,
       train,
       training: { max_steps: 30, eval_steps: 30, save_steps: 10, ...training },
+      evaluation: { num_prompts: 8, samples_per_prompt: 2, max_new_tokens: 8 },
     });
   let runs = 0;
   const run = async (input: ReturnType<typeof config>) => {
@@ -90,14 +91,36 @@ test('dpoPipeline: prepare → reference → train, cached on rerun, retrains on
     ['prepareData', queues.cpu],
     ['cacheReferenceLogprobs', queues.cpu],
     ['trainPolicy', queues.gpu],
+    ['evaluatePolicy', queues.gpu],
   ]);
+
+  // Evaluation: samples from both models scored by the built-in reward, KL of the policy's own samples.
+  const { evaluation } = first.result;
+  assert.ok(evaluation);
+  assert.equal(evaluation.metrics.prompts, 8);
+  assert.equal(
+    evaluation.metrics.preference['eval_rewards/accuracies'],
+    trained.evaluation!['eval_rewards/accuracies'],
+  );
+  assert.ok(evaluation.metrics.kl > 0, `KL(π‖π_ref) estimate ${evaluation.metrics.kl}`);
+  assert.ok(evaluation.metrics.win_rate >= 0 && evaluation.metrics.win_rate <= 1);
+  const samples = new TextDecoder()
+    .decode(await store.get(`${evaluation.prefix}/samples.jsonl`))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  assert.equal(samples.length, 2 * 8 * 2);
+  assert.ok(samples.every((sample) => Number.isFinite(sample.reward)));
+  const report = new TextDecoder().decode(await store.get(`${evaluation.prefix}/report.html`));
+  assert.match(report, /<svg[^>]*>[\s\S]*<path d="M/);
 
   const again = (await run(config({ beta: 0.1 }))).result;
   assert.deepEqual(
-    [again.data.reused, again.reference?.reused, again.trained.reused],
-    [true, true, true],
+    [again.data.reused, again.reference?.reused, again.trained.reused, again.evaluation?.reused],
+    [true, true, true, true],
     'a rerun reuses every stage',
   );
+  assert.deepEqual(again.evaluation?.metrics, evaluation.metrics);
   assert.equal(again.trained.modelUri, trained.modelUri);
 
   const newBeta = (await run(config({ beta: 0.2 }))).result;
