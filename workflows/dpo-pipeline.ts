@@ -5,6 +5,7 @@
 
 import {
   ActivityCancellationType,
+  ApplicationFailure,
   defineQuery,
   proxyActivities,
   type RetryPolicy,
@@ -19,7 +20,8 @@ import type {
   ReferenceLogprobs,
   TrainedPolicy,
 } from '../activities/pipeline.ts';
-import type { DpoflowConfig } from '../config/schema.ts';
+import { ConfigError, issuesFromZod } from '../config/errors.ts';
+import { configJsonSchema, configSchema, type DpoflowConfigInput } from '../config/schema.ts';
 
 export type PipelineStage = 'prepare' | 'reference' | 'train' | 'evaluate' | 'done';
 
@@ -50,7 +52,17 @@ const retry: RetryPolicy = {
   nonRetryableErrorTypes: [...NON_RETRYABLE_TYPES],
 };
 
-export async function dpoPipeline(config: DpoflowConfig): Promise<PipelineResult> {
+/**
+ * Runs the stages for `input`, a config as a file holds it (defaults are filled here; locations should be
+ * s3:// or file:// URIs, as `loadConfig` makes them). An invalid config fails the run at once, naming the fields.
+ */
+export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineResult> {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    const error = new ConfigError(issuesFromZod(parsed.error.issues, input, configJsonSchema()));
+    throw ApplicationFailure.nonRetryable(error.message, 'ConfigError');
+  }
+  const config = parsed.data;
   const progress: PipelineProgress = { stage: 'prepare' };
   setHandler(progressQuery, () => progress);
   const enter = (stage: PipelineStage, details: string) => {

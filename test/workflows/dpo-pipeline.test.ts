@@ -130,6 +130,12 @@ test('dpoPipeline: prepare → reference → train, cached on rerun, retrains on
   );
   assert.notEqual(newBeta.trained.modelUri, trained.modelUri);
 
+  const invalid = await run({ ...config({ beta: 0.1 }), training: { beta: -1 } } as never).catch((error: unknown) => error);
+  assert.ok(invalid instanceof WorkflowFailedError);
+  assert.ok(invalid.cause instanceof ApplicationFailure);
+  assert.equal(invalid.cause.type, 'ConfigError');
+  assert.match(invalid.cause.message, /training\.beta: expected a number > 0, received -1/);
+
   const failure = await run(config({ beta: 0.1 }, 'inputs/bad.jsonl')).catch((error: unknown) => error);
   assert.ok(failure instanceof WorkflowFailedError);
   assert.ok(failure.cause instanceof ActivityFailure);
