@@ -11,6 +11,7 @@ import {
   type RetryPolicy,
   setCurrentDetails,
   setHandler,
+  upsertMemo,
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
 import type {
@@ -68,6 +69,8 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
   const enter = (stage: PipelineStage, details: string) => {
     progress.stage = stage;
     setCurrentDetails(`**${stage}**: ${details}`);
+    // Memo, so run listings show what each run trains on and how far it is.
+    upsertMemo({ name: config.name, model: config.model.uri, dataset: config.dataset.train, stage });
   };
   const queues = config.temporal.task_queues;
   const cpu = proxyActivities<PipelineActivities>({

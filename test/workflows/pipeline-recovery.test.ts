@@ -32,88 +32,99 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, secon
   throw new Error(`timed out after ${seconds} s waiting for ${what}`);
 }
 
-test('SIGKILL of the GPU worker mid-training: retried elsewhere, resumed, same model as one run', async (t) => {
-  const temporal = await testTemporal(t);
-  const opened = await openTestStore(t, 's3');
-  const s3 = testS3(t);
-  const address = testTemporalAddress(t);
-  if (!temporal || !opened || !s3 || !address) return;
-  await uploadPipelineInputs(opened.store);
-  const queues = { cpu: temporal.taskQueue('recovery-cpu'), gpu: temporal.taskQueue('recovery-gpu') };
-  await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
+// A hung workflow fails the test after this, instead of holding CI until its own limit.
+const LIMIT = { timeout: 300_000 };
 
-  const children: ChildProcess[] = [];
-  t.after(() => {
-    for (const child of children) child.kill('SIGKILL');
-  });
-  const gpuWorker = () => {
-    const child = spawn(
-      process.execPath,
-      [cli, 'worker', '--queues', 'gpu', '--gpu-queue', queues.gpu, '--address', address],
-      {
-        env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    child.stderr!.on('data', () => {}); // drained, so the worker never blocks on a full pipe
-    children.push(child);
-    return child;
-  };
-  // Separate store roots, so the uninterrupted run cannot reuse the killed run's artifacts.
-  const config = (root: string) =>
-    pipelineConfig(opened.store, {
-      endpoint: s3.endpoint,
-      queues,
-      storeUri: `${opened.rootUri}/${root}`,
-      heartbeatTimeoutSeconds: 3,
-      training: { max_steps: 240, save_steps: 20, eval_steps: 240 },
+test(
+  'SIGKILL of the GPU worker mid-training: retried elsewhere, resumed, same model as one run',
+  LIMIT,
+  async (t) => {
+    const temporal = await testTemporal(t);
+    const opened = await openTestStore(t, 's3');
+    const s3 = testS3(t);
+    const address = testTemporalAddress(t);
+    if (!temporal || !opened || !s3 || !address) return;
+    await uploadPipelineInputs(opened.store);
+    const queues = { cpu: temporal.taskQueue('recovery-cpu'), gpu: temporal.taskQueue('recovery-gpu') };
+    await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
+
+    const children: ChildProcess[] = [];
+    t.after(() => {
+      for (const child of children) child.kill('SIGKILL');
     });
-  const killedStore = openStore(`${opened.rootUri}/killed`, opened.options);
+    const gpuWorker = () => {
+      const child = spawn(
+        process.execPath,
+        [cli, 'worker', '--queues', 'gpu', '--gpu-queue', queues.gpu, '--address', address],
+        {
+          env: {
+            ...process.env,
+            AWS_ACCESS_KEY_ID: s3.accessKeyId,
+            AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      child.stderr!.on('data', () => {}); // drained, so the worker never blocks on a full pipe
+      children.push(child);
+      return child;
+    };
+    // Separate store roots, so the uninterrupted run cannot reuse the killed run's artifacts.
+    const config = (root: string) =>
+      pipelineConfig(opened.store, {
+        endpoint: s3.endpoint,
+        queues,
+        storeUri: `${opened.rootUri}/${root}`,
+        heartbeatTimeoutSeconds: 3,
+        training: { max_steps: 240, save_steps: 20, eval_steps: 240 },
+      });
+    const killedStore = openStore(`${opened.rootUri}/killed`, opened.options);
 
-  const first = gpuWorker();
-  const handle = await temporal.client.workflow.start('dpoPipeline', {
-    taskQueue: queues.cpu,
-    workflowId: `recovery-${queues.gpu}`,
-    args: [config('killed')],
-  });
-  const killedAfter = await until('two checkpoints', async () => {
-    const steps = await checkpointSteps(killedStore);
-    return steps.length >= 2 ? steps.at(-1) : undefined;
-  });
-  first.kill('SIGKILL');
-  gpuWorker();
-  const killed = (await handle.result()) as PipelineResult;
-  assert.equal(killed.trained.steps, 240);
-  assert.ok(killedAfter < 240, `killed only after step ${killedAfter}`);
+    const first = gpuWorker();
+    const handle = await temporal.client.workflow.start('dpoPipeline', {
+      taskQueue: queues.cpu,
+      workflowId: `recovery-${queues.gpu}`,
+      args: [config('killed')],
+    });
+    const killedAfter = await until('two checkpoints', async () => {
+      const steps = await checkpointSteps(killedStore);
+      return steps.length >= 2 ? steps.at(-1) : undefined;
+    });
+    first.kill('SIGKILL');
+    gpuWorker();
+    const killed = (await handle.result()) as PipelineResult;
+    assert.equal(killed.trained.steps, 240);
+    assert.ok(killedAfter < 240, `killed only after step ${killedAfter}`);
 
-  const history = await handle.fetchHistory();
-  const attempts = history.events!.flatMap((event) => {
-    const started = event.activityTaskStartedEventAttributes;
-    return started ? [started.attempt] : [];
-  });
-  assert.ok(
-    attempts.some((attempt) => (attempt ?? 1) >= 2),
-    `trainPolicy was not retried: attempts ${attempts}`,
-  );
+    const history = await handle.fetchHistory();
+    const attempts = history.events!.flatMap((event) => {
+      const started = event.activityTaskStartedEventAttributes;
+      return started ? [started.attempt] : [];
+    });
+    assert.ok(
+      attempts.some((attempt) => (attempt ?? 1) >= 2),
+      `trainPolicy was not retried: attempts ${attempts}`,
+    );
 
-  const whole = (await temporal.client.workflow.execute('dpoPipeline', {
-    taskQueue: queues.cpu,
-    workflowId: `recovery-whole-${queues.gpu}`,
-    args: [config('whole')],
-  })) as PipelineResult;
-  const wholeStore = openStore(`${opened.rootUri}/whole`, opened.options);
-  assert.deepEqual(
-    await killedStore.get(`${killed.trained.prefix}/model/model.safetensors`),
-    await wholeStore.get(`${whole.trained.prefix}/model/model.safetensors`),
-    'the resumed run ends with other weights than the uninterrupted one',
-  );
-  assert.deepEqual(
-    await killedStore.get(`${killed.trained.prefix}/metrics.jsonl`),
-    await wholeStore.get(`${whole.trained.prefix}/metrics.jsonl`),
-  );
-});
+    const whole = (await temporal.client.workflow.execute('dpoPipeline', {
+      taskQueue: queues.cpu,
+      workflowId: `recovery-whole-${queues.gpu}`,
+      args: [config('whole')],
+    })) as PipelineResult;
+    const wholeStore = openStore(`${opened.rootUri}/whole`, opened.options);
+    assert.deepEqual(
+      await killedStore.get(`${killed.trained.prefix}/model/model.safetensors`),
+      await wholeStore.get(`${whole.trained.prefix}/model/model.safetensors`),
+      'the resumed run ends with other weights than the uninterrupted one',
+    );
+    assert.deepEqual(
+      await killedStore.get(`${killed.trained.prefix}/metrics.jsonl`),
+      await wholeStore.get(`${whole.trained.prefix}/metrics.jsonl`),
+    );
+  },
+);
 
-test('cancelling a run stops training within seconds and leaves its checkpoints intact', async (t) => {
+test('cancelling a run stops training within seconds and leaves its checkpoints intact', LIMIT, async (t) => {
   const temporal = await testTemporal(t);
   const opened = await openTestStore(t, 's3');
   const s3 = testS3(t);
