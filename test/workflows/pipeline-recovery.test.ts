@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import { createPipelineActivities } from '../../activities/pipeline.ts';
@@ -35,40 +35,43 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, secon
 // A hung workflow fails the test after this, instead of holding CI until its own limit.
 const LIMIT = { timeout: 300_000 };
 
+/** Services, inputs in MinIO, an in-process CPU worker, and GPU workers as `dpoflow worker` processes. */
+async function workerProcesses(t: TestContext, purpose: string) {
+  const temporal = await testTemporal(t);
+  const opened = await openTestStore(t, 's3');
+  const s3 = testS3(t);
+  const address = testTemporalAddress(t);
+  if (!temporal || !opened || !s3 || !address) return undefined;
+  await uploadPipelineInputs(opened.store);
+  const queues = { cpu: temporal.taskQueue(`${purpose}-cpu`), gpu: temporal.taskQueue(`${purpose}-gpu`) };
+  await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
+  const children: ChildProcess[] = [];
+  t.after(() => {
+    for (const child of children) child.kill('SIGKILL');
+  });
+  const gpuWorker = (...extra: string[]) => {
+    const child = spawn(
+      process.execPath,
+      [cli, 'worker', '--queues', 'gpu', '--gpu-queue', queues.gpu, '--address', address, ...extra],
+      {
+        env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    child.stderr!.on('data', () => {}); // drained, so the worker never blocks on a full pipe
+    children.push(child);
+    return child;
+  };
+  return { temporal, opened, s3, queues, gpuWorker };
+}
+
 test(
   'SIGKILL of the GPU worker mid-training: retried elsewhere, resumed, same model as one run',
   LIMIT,
   async (t) => {
-    const temporal = await testTemporal(t);
-    const opened = await openTestStore(t, 's3');
-    const s3 = testS3(t);
-    const address = testTemporalAddress(t);
-    if (!temporal || !opened || !s3 || !address) return;
-    await uploadPipelineInputs(opened.store);
-    const queues = { cpu: temporal.taskQueue('recovery-cpu'), gpu: temporal.taskQueue('recovery-gpu') };
-    await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
-
-    const children: ChildProcess[] = [];
-    t.after(() => {
-      for (const child of children) child.kill('SIGKILL');
-    });
-    const gpuWorker = () => {
-      const child = spawn(
-        process.execPath,
-        [cli, 'worker', '--queues', 'gpu', '--gpu-queue', queues.gpu, '--address', address],
-        {
-          env: {
-            ...process.env,
-            AWS_ACCESS_KEY_ID: s3.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-          },
-          stdio: ['ignore', 'ignore', 'pipe'],
-        },
-      );
-      child.stderr!.on('data', () => {}); // drained, so the worker never blocks on a full pipe
-      children.push(child);
-      return child;
-    };
+    const setup = await workerProcesses(t, 'kill');
+    if (!setup) return;
+    const { temporal, opened, s3, queues, gpuWorker } = setup;
     // Separate store roots, so the uninterrupted run cannot reuse the killed run's artifacts.
     const config = (root: string) =>
       pipelineConfig(opened.store, {
@@ -168,3 +171,46 @@ test('cancelling a run stops training within seconds and leaves its checkpoints 
     assert.equal(checkpoint.state.global_step, Number(match[2]));
   }
 });
+
+test(
+  'SIGTERM: the GPU worker checkpoints the running step within its grace time and a new worker resumes',
+  LIMIT,
+  async (t) => {
+    const setup = await workerProcesses(t, 'term');
+    if (!setup) return;
+    const { temporal, opened, s3, queues, gpuWorker } = setup;
+    const { store } = opened;
+    const first = gpuWorker('--grace', '1');
+    const handle = await temporal.client.workflow.start('dpoPipeline', {
+      taskQueue: queues.cpu,
+      workflowId: `term-${queues.gpu}`,
+      // save_steps beyond max_steps: the only checkpoint before the end is the one written on shutdown.
+      args: [
+        pipelineConfig(store, {
+          endpoint: s3.endpoint,
+          queues,
+          heartbeatTimeoutSeconds: 3,
+          training: { max_steps: 400, save_steps: 1000, eval_steps: 400 },
+        }),
+      ],
+    });
+    await until('training to pass step 30', async () => {
+      const pending = (await handle.describe()).raw.pendingActivities ?? [];
+      const payload = pending[0]?.heartbeatDetails?.payloads?.[0]?.data;
+      if (!payload) return undefined;
+      const details = JSON.parse(new TextDecoder().decode(payload));
+      return details.stage === 'train' && details.step >= 30 ? true : undefined;
+    });
+    first.kill('SIGTERM');
+    const exit = await new Promise<number | null>((resolve) => first.on('exit', resolve));
+    assert.equal(exit, 0, 'the worker shuts down cleanly');
+    const [saved] = await checkpointSteps(store);
+    assert.ok(saved >= 30 && saved < 400, `checkpoint on shutdown at step ${saved}`);
+
+    gpuWorker();
+    const result = (await handle.result()) as PipelineResult;
+    assert.equal(result.trained.steps, 400);
+    const state = await store.getJson(`${result.trained.prefix}/trainer_state.json`);
+    assert.equal((state as { global_step: number }).global_step, 400);
+  },
+);
