@@ -15,7 +15,12 @@ export type { Evaluation, PreparedData, ReferenceLogprobs, TrainedPolicy };
 
 export interface PipelineActivities {
   prepareData(input: { config: DpoflowConfig }): Promise<PreparedData>;
-  cacheReferenceLogprobs(input: { config: DpoflowConfig; data: PreparedData }): Promise<ReferenceLogprobs>;
+  /** With `shards`: one group of a fan-out, scored but not published. */
+  cacheReferenceLogprobs(input: {
+    config: DpoflowConfig;
+    data: PreparedData;
+    shards?: string[];
+  }): Promise<ReferenceLogprobs>;
   trainPolicy(input: {
     config: DpoflowConfig;
     data: PreparedData;
@@ -46,8 +51,8 @@ export function createPipelineActivities(worker: WorkerSettings = {}): PipelineA
   };
   return {
     prepareData: ({ config }) => run(config, (context) => prepareData(config, context)),
-    cacheReferenceLogprobs: ({ config, data }) =>
-      run(config, (context) => cacheReferenceLogprobs(config, data, context)),
+    cacheReferenceLogprobs: ({ config, data, shards }) =>
+      run(config, (context) => cacheReferenceLogprobs(config, data, context, { shards })),
     trainPolicy: ({ config, data, reference }) =>
       run(config, (context) => trainPolicy(config, { data, reference }, context)),
     evaluatePolicy: ({ config, data, trained }) =>

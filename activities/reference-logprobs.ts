@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DpoflowConfig } from '../config/schema.ts';
-import { loadCheckpoint } from '../engine/models/checkpoint.ts';
+import { type Checkpoint, loadCheckpoint } from '../engine/models/checkpoint.ts';
 import { localFolder } from '../store/from-config.ts';
 import type { ArtifactStore } from '../store/types.ts';
 import type { TrainingPair } from '../trainer/batches.ts';
@@ -38,10 +38,15 @@ export async function modelDigest(dir: string): Promise<string> {
   );
 }
 
+/**
+ * Scores every shard and publishes the cache; with `shards`, scores only those and publishes nothing (one
+ * group of a fan-out across workers, after which a call without `shards` publishes what the groups wrote).
+ */
 export async function cacheReferenceLogprobs(
   config: DpoflowConfig,
   data: PreparedData,
   context: StageContext,
+  options: { shards?: readonly string[] } = {},
 ): Promise<ReferenceLogprobs> {
   const { store } = context;
   const scratch = await mkdtemp(join(tmpdir(), 'dpoflow-reference-'));
@@ -57,8 +62,8 @@ export async function cacheReferenceLogprobs(
     if (existing?.format === FORMAT)
       return { ...(existing.meta as Omit<ReferenceLogprobs, 'reused'>), reused: true };
 
-    const reference = await loadCheckpoint(modelDir);
-    const shards = [...data.shards.train, ...data.shards.eval];
+    let reference: Checkpoint | undefined;
+    const shards = options.shards ?? [...data.shards.train, ...data.shards.eval];
     const files: Record<string, string> = {};
     const manifestFiles: { path: string; bytes: number }[] = [];
     for (const [index, shard] of shards.entries()) {
@@ -69,6 +74,7 @@ export async function cacheReferenceLogprobs(
       let info = await store.head(key);
       if (!info) {
         const pairs = await readShard(store, `${data.prefix}/${shard}`);
+        reference ??= await loadCheckpoint(modelDir);
         const scored = await scoreReference(reference.spec, reference.parameters, pairs, {
           batchSize: config.training.per_device_eval_batch_size,
           runtime: context.runtime,
@@ -85,6 +91,7 @@ export async function cacheReferenceLogprobs(
       context.heartbeat?.({ stage: 'reference', finishedShard: shard, shards: index + 1, of: shards.length });
     }
     const cache: Omit<ReferenceLogprobs, 'reused'> = { key, prefix, uri: store.uri(prefix), files };
+    if (options.shards) return { ...cache, reused: false };
     await store.publishManifest(prefix, {
       format: FORMAT,
       formatVersion: 1,

@@ -371,6 +371,11 @@ export const temporalSchema = z
       })
       .prefault({})
       .describe('task queues the workers poll'),
+    reference_shards_per_activity: positiveInt()
+      .default(8)
+      .describe(
+        'data shards (2048 pairs each) per reference-scoring activity; more shards fan out across workers',
+      ),
     training_heartbeat_timeout_s: positiveInt()
       .default(120)
       .describe('seconds without a heartbeat after which a training attempt counts as lost and is retried'),

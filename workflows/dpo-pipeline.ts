@@ -95,6 +95,15 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
   let reference: ReferenceLogprobs | undefined;
   if (config.training.loss_type !== 'simpo') {
     enter('reference', `π_ref over ${data.counts.train + data.counts.eval} pairs`);
+    // Large datasets fan out: groups of shards score in parallel on any CPU workers, then one call publishes.
+    const shards = [...data.shards.train, ...data.shards.eval];
+    const group = config.temporal.reference_shards_per_activity;
+    if (shards.length > group) {
+      const groups = Array.from({ length: Math.ceil(shards.length / group) }, (_, i) =>
+        shards.slice(i * group, (i + 1) * group),
+      );
+      await Promise.all(groups.map((part) => cpu.cacheReferenceLogprobs({ config, data, shards: part })));
+    }
     reference = await cpu.cacheReferenceLogprobs({ config, data });
     progress.reference = reference;
   }

@@ -148,6 +148,7 @@ describe('defaults', () => {
       address: 'localhost:7233',
       namespace: 'default',
       task_queues: { cpu: 'dpoflow-cpu', gpu: 'dpoflow-gpu' },
+      reference_shards_per_activity: 8,
       training_heartbeat_timeout_s: 120,
     });
   });

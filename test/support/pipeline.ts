@@ -52,6 +52,7 @@ export function pipelineConfig(
     train?: string;
     storeUri?: string;
     heartbeatTimeoutSeconds?: number;
+    referenceShardsPerActivity?: number;
   },
 ): DpoflowConfig {
   return parseConfig({
@@ -70,6 +71,7 @@ export function pipelineConfig(
     temporal: {
       task_queues: options.queues,
       training_heartbeat_timeout_s: options.heartbeatTimeoutSeconds ?? 120,
+      reference_shards_per_activity: options.referenceShardsPerActivity ?? 8,
     },
   });
 }
