@@ -16,7 +16,8 @@ import {
   loadLatestTrainerCheckpoint,
   saveTrainerCheckpoint,
 } from '../trainer/checkpoints.ts';
-import { TrainingSetupError, trainDpo } from '../trainer/dpo-trainer.ts';
+import { trainDpo } from '../trainer/dpo-trainer.ts';
+import { TrainingSetupError } from '../trainer/loop.ts';
 import type { LogEntry } from '../trainer/state.ts';
 import { type PreparedData, TOKENIZER_FILES } from './prepare-data.ts';
 import { modelDigest, type ReferenceLogprobs, readScoredPairs } from './reference-logprobs.ts';

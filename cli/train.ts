@@ -13,7 +13,7 @@ import type { DpoflowConfig } from '../config/schema.ts';
 import { dpoUsesReference } from '../engine/dpo/step.ts';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { DatasetError } from '../trainer/dataset.ts';
-import { TrainingCancelledError, TrainingSetupError } from '../trainer/dpo-trainer.ts';
+import { TrainingCancelledError, TrainingSetupError } from '../trainer/loop.ts';
 import { type Command, exitCodes, UsageError } from './command.ts';
 
 const usage = `usage: dpoflow train --config FILE [--resume]
@@ -145,7 +145,7 @@ function progressPrinter() {
       const rate = step / Math.max(1e-9, (performance.now() - started) / 1000);
       line(
         `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${totalSteps} ` +
-          `loss ${loss.toFixed(4)} acc ${accuracy.toFixed(2)} ${rate.toFixed(1)} steps/s`,
+          `loss ${loss.toFixed(4)}${accuracy === undefined ? '' : ` acc ${accuracy.toFixed(2)}`} ${rate.toFixed(1)} steps/s`,
       );
     }
   };

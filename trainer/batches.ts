@@ -44,7 +44,7 @@ const BUCKET_BATCHES = 16;
  */
 export function microBatches(
   order: readonly number[],
-  pairs: readonly TrainingPair[],
+  lengthOf: (index: number) => number,
   options: { batchSize: number; bucketing: boolean },
 ): number[][] {
   const { batchSize } = options;
@@ -52,7 +52,7 @@ export function microBatches(
   const span = options.bucketing ? batchSize * BUCKET_BATCHES : order.length;
   for (let start = 0; start < order.length; start += span) {
     const group = order.slice(start, start + span);
-    if (options.bucketing) group.sort((a, b) => pairLength(pairs[a]) - pairLength(pairs[b]) || a - b);
+    if (options.bucketing) group.sort((a, b) => lengthOf(a) - lengthOf(b) || a - b);
     arranged.push(...group);
   }
   const batches: number[][] = [];

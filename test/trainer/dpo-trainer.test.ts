@@ -19,12 +19,8 @@ import {
   loadLatestTrainerCheckpoint,
   saveTrainerCheckpoint,
 } from '../../trainer/checkpoints.ts';
-import {
-  TrainingCancelledError,
-  TrainingDivergedError,
-  TrainingSetupError,
-  trainDpo,
-} from '../../trainer/dpo-trainer.ts';
+import { trainDpo } from '../../trainer/dpo-trainer.ts';
+import { TrainingCancelledError, TrainingDivergedError, TrainingSetupError } from '../../trainer/loop.ts';
 import { scoreReference } from '../../trainer/reference.ts';
 import type { LogEntry, TrainerCheckpoint } from '../../trainer/state.ts';
 import { backendNames, openTestStore } from '../store/backends.ts';

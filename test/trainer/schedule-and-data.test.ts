@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TextTokenizer } from '../../text/tokenizer.ts';
-import { collatePairs, epochOrder, microBatches, type TrainingPair } from '../../trainer/batches.ts';
+import {
+  collatePairs,
+  epochOrder,
+  microBatches,
+  pairLength,
+  type TrainingPair,
+} from '../../trainer/batches.ts';
 import { DatasetError, preparePairs, readPreferenceFile, splitPairs } from '../../trainer/dataset.ts';
 import { learningRateAt, type Schedule, warmupSteps } from '../../trainer/schedule.ts';
 
@@ -139,8 +145,9 @@ describe('batches', () => {
         const lengths = batch.map((i) => pairs[i].chosen_input_ids.length);
         return sum + lengths.reduce((s, l) => s + Math.max(...lengths) - l, 0);
       }, 0);
-    const plain = microBatches(order, pairs, { batchSize: 4, bucketing: false });
-    const bucketed = microBatches(order, pairs, { batchSize: 4, bucketing: true });
+    const lengthOf = (i: number) => pairLength(pairs[i]);
+    const plain = microBatches(order, lengthOf, { batchSize: 4, bucketing: false });
+    const bucketed = microBatches(order, lengthOf, { batchSize: 4, bucketing: true });
     assert.deepEqual(
       bucketed.flat().sort((a, b) => a - b),
       [...Array(40).keys()],
