@@ -6,12 +6,14 @@ import { Context } from '@temporalio/activity';
 import type { DpoflowConfig } from '../config/schema.ts';
 import { type Evaluation, evaluatePolicy } from './evaluate.ts';
 import { sortingFailures } from './failures.ts';
+import { type GeneratedPairs, generatePreferences } from './generate-preferences.ts';
 import { type PreparedData, prepareData } from './prepare-data.ts';
 import { cacheReferenceLogprobs, type ReferenceLogprobs } from './reference-logprobs.ts';
+import { superviseFineTune } from './sft.ts';
 import { type StageContext, stageContext, type WorkerSettings } from './stage.ts';
 import { type TrainedPolicy, trainPolicy } from './train-policy.ts';
 
-export type { Evaluation, PreparedData, ReferenceLogprobs, TrainedPolicy };
+export type { Evaluation, GeneratedPairs, PreparedData, ReferenceLogprobs, TrainedPolicy };
 
 export interface PipelineActivities {
   prepareData(input: { config: DpoflowConfig }): Promise<PreparedData>;
@@ -31,6 +33,8 @@ export interface PipelineActivities {
     data: PreparedData;
     trained: TrainedPolicy;
   }): Promise<Evaluation>;
+  superviseFineTune(input: { config: DpoflowConfig }): Promise<TrainedPolicy>;
+  generatePreferences(input: { config: DpoflowConfig }): Promise<GeneratedPairs>;
 }
 
 export function createPipelineActivities(worker: WorkerSettings = {}): PipelineActivities {
@@ -57,5 +61,7 @@ export function createPipelineActivities(worker: WorkerSettings = {}): PipelineA
       run(config, (context) => trainPolicy(config, { data, reference }, context)),
     evaluatePolicy: ({ config, data, trained }) =>
       run(config, (context) => evaluatePolicy(config, { data, trained }, context)),
+    superviseFineTune: ({ config }) => run(config, (context) => superviseFineTune(config, context)),
+    generatePreferences: ({ config }) => run(config, (context) => generatePreferences(config, context)),
   };
 }

@@ -132,7 +132,11 @@ export async function prepareData(config: DpoflowConfig, context: StageContext):
 }
 
 /** The tokenizer files of model.tokenizer (default model.uri) in a local folder; absent optional files are fine. */
-async function tokenizerFolder(config: DpoflowConfig, dir: string, context: StageContext): Promise<string> {
+export async function tokenizerFolder(
+  config: DpoflowConfig,
+  dir: string,
+  context: StageContext,
+): Promise<string> {
   const uri = config.model.tokenizer ?? config.model.uri;
   if (!uri.startsWith('s3://')) return localFile(uri, dir, context.s3);
   for (const name of TOKENIZER_FILES) {

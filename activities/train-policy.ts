@@ -17,7 +17,7 @@ import {
   saveTrainerCheckpoint,
 } from '../trainer/checkpoints.ts';
 import { trainDpo } from '../trainer/dpo-trainer.ts';
-import { TrainingSetupError } from '../trainer/loop.ts';
+import { type TrainingResult, type TrainingSetup, TrainingSetupError } from '../trainer/loop.ts';
 import type { LogEntry } from '../trainer/state.ts';
 import { type PreparedData, TOKENIZER_FILES } from './prepare-data.ts';
 import { modelDigest, type ReferenceLogprobs, readScoredPairs } from './reference-logprobs.ts';
@@ -44,10 +44,7 @@ export async function trainPolicy(
   /** What to do with checkpoints of an unfinished earlier attempt: continue (a retry) or refuse (ask first). */
   options: { checkpoints: 'resume' | 'refuse' } = { checkpoints: 'resume' },
 ): Promise<TrainedPolicy> {
-  const { store } = context;
-  const scratch = await mkdtemp(join(tmpdir(), 'dpoflow-train-'));
-  try {
-    const modelDir = await localFolder(config.model.uri, join(scratch, 'model'), context.s3);
+  return withModelFolder(config.model.uri, 'dpoflow-train-', context, async (modelDir) => {
     const key = digest({
       format: 'dpoflow.trained-policy',
       version: 1,
@@ -57,71 +54,107 @@ export async function trainPolicy(
       training: config.training,
       seed: config.seed,
     });
-    const prefix = `train/${key}`;
-    const done = await store.readManifest(`${prefix}/model`);
-    if (done?.format === MODEL_FORMAT)
-      return { ...(done.meta as Omit<TrainedPolicy, 'reused'>), reused: true };
-
-    const policy = await loadCheckpoint(modelDir);
-    const [train, held] = await Promise.all(
-      (['train', 'eval'] as const).map((side) => readScoredPairs(store, inputs.data, inputs.reference, side)),
-    );
-    const checkpoints = `${prefix}/checkpoints`;
-    if (options.checkpoints === 'refuse') {
-      const steps = await listTrainerCheckpoints(store, checkpoints);
-      if (steps.length > 0) {
-        throw new TrainingSetupError(
-          `an unfinished run of this config has checkpoints (last: step ${steps.at(-1)}) under ${store.uri(checkpoints)}; ` +
-            'resume it (dpoflow train --resume) or change a setting',
-        );
-      }
-    }
-    const resumeFrom = await loadLatestTrainerCheckpoint(store, checkpoints);
-    if (resumeFrom) context.heartbeat?.({ stage: 'train', resumedFrom: resumeFrom.state.global_step });
-    const history: LogEntry[] = [...(resumeFrom?.state.log_history ?? [])];
-    let lastCheckpoint = resumeFrom
-      ? store.uri(`${checkpoints}/checkpoint-${resumeFrom.state.global_step}`)
-      : undefined;
-    const result = await trainDpo({
-      spec: policy.spec,
-      parameters: policy.parameters,
-      training: config.training,
-      seed: config.seed,
-      train,
-      eval: held,
-      padTokenId: padTokenId(policy),
-      runtime: context.runtime,
-      configDigest: key,
-      resumeFrom,
-      signal: context.signal,
-      saveCheckpoint: async (checkpoint) => {
-        lastCheckpoint = store.uri(await saveTrainerCheckpoint(store, checkpoints, checkpoint));
-      },
-      onLog: async (entry) => {
-        history.push(entry);
-        context.log?.(entry);
-        await store.put(
-          `${prefix}/metrics.jsonl`,
-          history.map((line) => `${JSON.stringify(line)}\n`).join(''),
-        );
-      },
-      onStep: (progress) => context.heartbeat?.({ stage: 'train', ...progress, checkpoint: lastCheckpoint }),
+    return trainAndExport(`train/${key}`, modelDir, context, options, async (policy, hooks) => {
+      const [train, held] = await Promise.all(
+        (['train', 'eval'] as const).map((side) =>
+          readScoredPairs(context.store, inputs.data, inputs.reference, side),
+        ),
+      );
+      return trainDpo({
+        spec: policy.spec,
+        parameters: policy.parameters,
+        training: config.training,
+        seed: config.seed,
+        train,
+        eval: held,
+        padTokenId: padTokenId(policy),
+        runtime: context.runtime,
+        configDigest: key,
+        signal: context.signal,
+        ...hooks,
+      });
     });
-    await store.putJson(`${prefix}/trainer_state.json`, result.state);
-    const evaluation = [...result.state.log_history].reverse().find((entry) => 'eval_loss' in entry);
-    const trained: Omit<TrainedPolicy, 'reused'> = {
-      key,
-      prefix,
-      modelUri: store.uri(`${prefix}/model`),
-      metricsUri: store.uri(`${prefix}/metrics.jsonl`),
-      steps: result.state.global_step,
-      ...(evaluation ? { evaluation } : {}),
-    };
-    await exportModel(store, `${prefix}/model`, { ...policy, parameters: result.policy }, modelDir, trained);
-    return { ...trained, reused: false };
+  });
+}
+
+/**
+ * Runs `body` with the model at `uri` in a local folder (downloaded for s3://) and a scratch folder for other
+ * downloads; the scratch folder is removed afterwards.
+ */
+export async function withModelFolder<T>(
+  uri: string,
+  scratchPrefix: string,
+  context: StageContext,
+  body: (modelDir: string, scratch: string) => Promise<T>,
+): Promise<T> {
+  const scratch = await mkdtemp(join(tmpdir(), scratchPrefix));
+  try {
+    return await body(await localFolder(uri, join(scratch, 'model'), context.s3), scratch);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** What the shared training flow hands a stage's training call: resume point and the store-backed hooks. */
+type TrainingHooks = Pick<TrainingSetup<unknown>, 'resumeFrom' | 'saveCheckpoint' | 'onLog' | 'onStep'>;
+
+/**
+ * The flow every training stage shares, under `prefix`: a finished model is reused; otherwise training resumes
+ * from the newest checkpoint (or refuses to), logs to metrics.jsonl, heartbeats every step with the latest
+ * checkpoint, and the result is exported to model/ (manifest last) beside trainer_state.json.
+ */
+export async function trainAndExport(
+  prefix: string,
+  modelDir: string,
+  context: StageContext,
+  options: { checkpoints: 'resume' | 'refuse' },
+  train: (policy: Checkpoint, hooks: TrainingHooks) => Promise<TrainingResult>,
+): Promise<TrainedPolicy> {
+  const { store } = context;
+  const done = await store.readManifest(`${prefix}/model`);
+  if (done?.format === MODEL_FORMAT) return { ...(done.meta as Omit<TrainedPolicy, 'reused'>), reused: true };
+
+  const policy = await loadCheckpoint(modelDir);
+  const checkpoints = `${prefix}/checkpoints`;
+  if (options.checkpoints === 'refuse') {
+    const steps = await listTrainerCheckpoints(store, checkpoints);
+    if (steps.length > 0) {
+      throw new TrainingSetupError(
+        `an unfinished run of this config has checkpoints (last: step ${steps.at(-1)}) under ${store.uri(checkpoints)}; ` +
+          'resume it (dpoflow train --resume) or change a setting',
+      );
+    }
+  }
+  const resumeFrom = await loadLatestTrainerCheckpoint(store, checkpoints);
+  if (resumeFrom) context.heartbeat?.({ stage: 'train', resumedFrom: resumeFrom.state.global_step });
+  const history: LogEntry[] = [...(resumeFrom?.state.log_history ?? [])];
+  let lastCheckpoint = resumeFrom
+    ? store.uri(`${checkpoints}/checkpoint-${resumeFrom.state.global_step}`)
+    : undefined;
+  const result = await train(policy, {
+    resumeFrom,
+    saveCheckpoint: async (checkpoint) => {
+      lastCheckpoint = store.uri(await saveTrainerCheckpoint(store, checkpoints, checkpoint));
+    },
+    onLog: async (entry) => {
+      history.push(entry);
+      context.log?.(entry);
+      await store.put(`${prefix}/metrics.jsonl`, history.map((line) => `${JSON.stringify(line)}\n`).join(''));
+    },
+    onStep: (progress) => context.heartbeat?.({ stage: 'train', ...progress, checkpoint: lastCheckpoint }),
+  });
+  await store.putJson(`${prefix}/trainer_state.json`, result.state);
+  const evaluation = [...result.state.log_history].reverse().find((entry) => 'eval_loss' in entry);
+  const trained: Omit<TrainedPolicy, 'reused'> = {
+    key: prefix.split('/').at(-1)!,
+    prefix,
+    modelUri: store.uri(`${prefix}/model`),
+    metricsUri: store.uri(`${prefix}/metrics.jsonl`),
+    steps: result.state.global_step,
+    ...(evaluation ? { evaluation } : {}),
+  };
+  await exportModel(store, `${prefix}/model`, { ...policy, parameters: result.policy }, modelDir, trained);
+  return { ...trained, reused: false };
 }
 
 /** Writes the HF directory locally, uploads each file, then publishes the manifest (readers see all or none). */

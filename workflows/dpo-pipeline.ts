@@ -16,6 +16,7 @@ import {
 import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
 import type {
   Evaluation,
+  GeneratedPairs,
   PipelineActivities,
   PreparedData,
   ReferenceLogprobs,
@@ -24,10 +25,12 @@ import type {
 import { ConfigError, issuesFromZod } from '../config/errors.ts';
 import { configJsonSchema, configSchema, type DpoflowConfigInput } from '../config/schema.ts';
 
-export type PipelineStage = 'prepare' | 'reference' | 'train' | 'evaluate' | 'done';
+export type PipelineStage = 'sft' | 'generate' | 'prepare' | 'reference' | 'train' | 'evaluate' | 'done';
 
 export interface PipelineProgress {
   stage: PipelineStage;
+  sft?: TrainedPolicy;
+  generated?: GeneratedPairs;
   data?: PreparedData;
   reference?: ReferenceLogprobs;
   trained?: TrainedPolicy;
@@ -35,6 +38,10 @@ export interface PipelineProgress {
 }
 
 export interface PipelineResult {
+  /** The SFT model, when stages.sft ran: the policy's start and π_ref. */
+  sft?: TrainedPolicy;
+  /** The generated pairs, when stages.generate_preferences ran: the training data. */
+  generated?: GeneratedPairs;
   data: PreparedData;
   reference?: ReferenceLogprobs;
   trained: TrainedPolicy;
@@ -63,7 +70,7 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
     const error = new ConfigError(issuesFromZod(parsed.error.issues, input, configJsonSchema()));
     throw ApplicationFailure.nonRetryable(error.message, 'ConfigError');
   }
-  const config = parsed.data;
+  let config = parsed.data;
   const progress: PipelineProgress = { stage: 'prepare' };
   setHandler(progressQuery, () => progress);
   const enter = (stage: PipelineStage, details: string) => {
@@ -89,6 +96,20 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
     retry,
   });
 
+  // Optional stages of the paper's setup: SFT gives π_ref (and the policy's start); generated pairs the data.
+  if (config.stages.sft.enabled) {
+    enter('sft', `fine-tuning on ${config.stages.sft.dataset}`);
+    const sft = await gpu.superviseFineTune({ config });
+    progress.sft = sft;
+    const sftModel = sft.modelUri;
+    config = { ...config, model: { ...config.model, uri: sftModel, reference: sftModel } };
+  }
+  if (config.stages.generate_preferences.enabled) {
+    enter('generate', `sampling completions for ${config.stages.generate_preferences.prompts}`);
+    const generated = await gpu.generatePreferences({ config });
+    progress.generated = generated;
+    config = { ...config, dataset: { ...config.dataset, train: generated.uri } };
+  }
   enter('prepare', `reading ${config.dataset.train}`);
   const data = await cpu.prepareData({ config });
   progress.data = data;
@@ -117,5 +138,5 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
     progress.evaluation = evaluation;
   }
   enter('done', `model at ${trained.modelUri}`);
-  return { data, reference, trained, evaluation };
+  return { sft: progress.sft, generated: progress.generated, data, reference, trained, evaluation };
 }

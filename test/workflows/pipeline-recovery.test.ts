@@ -173,14 +173,14 @@ test('cancelling a run stops training within seconds and leaves its checkpoints 
 });
 
 test(
-  'SIGTERM: the GPU worker checkpoints the running step within its grace time and a new worker resumes',
+  'SIGTERM: the GPU worker cancels training at the end of its grace time (0 s here), which checkpoints the running step, and a new worker resumes',
   LIMIT,
   async (t) => {
     const setup = await workerProcesses(t, 'term');
     if (!setup) return;
     const { temporal, opened, s3, queues, gpuWorker } = setup;
     const { store } = opened;
-    const first = gpuWorker('--grace', '1');
+    const first = gpuWorker('--grace', '0');
     const handle = await temporal.client.workflow.start('dpoPipeline', {
       taskQueue: queues.cpu,
       workflowId: `term-${queues.gpu}`,
