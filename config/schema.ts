@@ -44,7 +44,9 @@ export const modelSchema = z
 
 export const datasetSchema = z
   .strictObject({
-    train: location('preference pairs to train on: JSONL, JSON array or Parquet; generation writes here'),
+    train: location(
+      'preference pairs to train on: JSONL, JSON array or Parquet (replaced by the generated pairs when stages.generate_preferences runs)',
+    ),
     eval: location('held-out preference pairs; when absent, eval_fraction of train is held out').optional(),
     format: z
       .enum(['auto', 'standard', 'implicit_prompt', 'conversational', 'pretokenized'])
@@ -288,7 +290,9 @@ export const generatePreferencesStageSchema = z
     enabled: z
       .boolean()
       .default(false)
-      .describe('sample completions, label pairs with evaluation.reward and write them to dataset.train'),
+      .describe(
+        'sample completions, label pairs with evaluation.reward and train on them instead of dataset.train',
+      ),
     prompts: location('prompts to sample from (JSONL/JSON/Parquet rows with a prompt field)').optional(),
     completions_per_prompt: z
       .int()

@@ -1,10 +1,11 @@
-// Preference data from a file to tokenized pairs: read JSONL or a JSON array, validate every row (TRL formats),
+// Preference data from a file to tokenized pairs: read JSONL, a JSON array or Parquet, validate every row (TRL formats),
 // drop exact duplicates, tokenize with truncation, and hold out an evaluation split by hash.
 // Invalid rows are named by line; pairs that cannot fit or that tokenize identically are skipped and counted.
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import type { DatasetConfig, TrainingConfig } from '../config/schema.ts';
 import { detectFormat, type PreferenceRow, parsePreferenceRow, RowError } from '../text/preference-rows.ts';
 import {
@@ -32,11 +33,7 @@ export async function readPreferenceFile(
   fileType: DatasetConfig['file_type'],
 ): Promise<RawRows> {
   const type = fileType === 'auto' ? typeFromExtension(path) : fileType;
-  if (type === 'parquet') {
-    throw new DatasetError(
-      `${path}: Parquet is not readable yet; convert it to JSONL (one JSON object per line)`,
-    );
-  }
+  if (type === 'parquet') return readParquet(path);
   const text = await readFile(path, 'utf8');
   if (type === 'json') {
     let value: unknown;
@@ -58,6 +55,26 @@ export async function readPreferenceFile(
     }
   }
   return { source: path, rows };
+}
+
+/** Parquet rows as objects (hyparquet: pure JS; snappy, as datasets and pyarrow write by default). */
+async function readParquet(path: string): Promise<RawRows> {
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await parquetReadObjects({ file: await asyncBufferFromFile(path) });
+  } catch (error) {
+    throw new DatasetError(`${path}: cannot read as Parquet (${(error as Error).message})`);
+  }
+  return { source: path, rows: rows.map((row, i) => ({ line: i + 1, value: withNumbers(row) })) };
+}
+
+/** int64 columns arrive as bigint; token ids and the like are numbers everywhere else. */
+function withNumbers(value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value);
+  if (Array.isArray(value)) return value.map(withNumbers);
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, withNumbers(item)]));
+  return value;
 }
 
 function typeFromExtension(path: string): 'jsonl' | 'json' | 'parquet' {

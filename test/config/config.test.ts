@@ -418,7 +418,7 @@ describe('invalid configs: one precise message each', () => {
       [
         [
           'dataset.train',
-          'missing required setting — preference pairs to train on: JSONL, JSON array or Parquet; generation writes here',
+          'missing required setting — preference pairs to train on: JSONL, JSON array or Parquet (replaced by the generated pairs when stages.generate_preferences runs)',
         ],
       ],
     ],

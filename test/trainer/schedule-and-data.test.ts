@@ -67,10 +67,24 @@ describe('preference data', () => {
     assert.deepEqual(fromJson.pairs, fromLines.pairs);
     assert.equal(fromLines.invalid.length, 1);
     assert.match(fromLines.invalid[0], /^line 3: invalid JSON/);
+    await writeFile(join(dir, 'broken.parquet'), 'not parquet');
     await assert.rejects(
-      readPreferenceFile(join(dir, 'rows.parquet'), 'auto'),
-      /Parquet is not readable yet/,
+      readPreferenceFile(join(dir, 'broken.parquet'), 'auto'),
+      /broken\.parquet: cannot read as Parquet/,
     );
+  });
+
+  test('Parquet files (pyarrow, snappy) read as the same rows as JSONL, nested messages included', async () => {
+    const fixtures = join(import.meta.dirname, '..', 'fixtures', 'data');
+    const fromParquet = await readPreferenceFile(join(fixtures, 'pairs.parquet'), 'auto');
+    const fromLines = await readPreferenceFile(join(fixtures, 'pairs.jsonl'), 'auto');
+    assert.deepEqual(fromParquet.rows, fromLines.rows);
+    const conversational = await readPreferenceFile(join(fixtures, 'conversational.parquet'), 'parquet');
+    assert.deepEqual(conversational.rows[0].value, {
+      prompt: [{ role: 'user', content: 'hi' }],
+      chosen: [{ role: 'assistant', content: 'hello' }],
+      rejected: [{ role: 'assistant', content: 'bye' }],
+    });
   });
 
   test('duplicates, over-long and identical pairs are skipped and counted; too many invalid rows fail', async () => {
