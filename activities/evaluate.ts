@@ -16,7 +16,7 @@ import { loadTokenizer } from '../text/tokenizer.ts';
 import type { PreparedData } from './prepare-data.ts';
 import { readScoredPairs } from './reference-logprobs.ts';
 import { openReward } from './rewards.ts';
-import { digest, type StageContext } from './stage.ts';
+import { digest, publishedResult, type StageContext } from './stage.ts';
 import type { TrainedPolicy } from './train-policy.ts';
 
 const FORMAT = 'dpoflow.evaluation';
@@ -66,8 +66,8 @@ export async function evaluatePolicy(
     seed: config.seed,
   });
   const prefix = `evaluate/${key}`;
-  const existing = await store.readManifest(prefix);
-  if (existing?.format === FORMAT) return { ...(existing.meta as Omit<Evaluation, 'reused'>), reused: true };
+  const existing = await publishedResult<Omit<Evaluation, 'reused'>>(store, prefix, FORMAT);
+  if (existing) return existing;
 
   const scratch = await mkdtemp(join(tmpdir(), 'dpoflow-evaluate-'));
   try {

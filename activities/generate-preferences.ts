@@ -15,7 +15,7 @@ import { DatasetError, readPreferenceFile } from '../trainer/dataset.ts';
 import { TOKENIZER_FILES, tokenizerFolder } from './prepare-data.ts';
 import { modelDigest } from './reference-logprobs.ts';
 import { openReward } from './rewards.ts';
-import { digest, fileDigest, type StageContext } from './stage.ts';
+import { digest, fileDigest, publishedResult, type StageContext } from './stage.ts';
 import { withModelFolder } from './train-policy.ts';
 
 const FORMAT = 'dpoflow.generated-preferences';
@@ -60,9 +60,8 @@ export async function generatePreferences(
       seed: config.seed,
     });
     const prefix = `generated/${key}`;
-    const existing = await store.readManifest(prefix);
-    if (existing?.format === FORMAT)
-      return { ...(existing.meta as Omit<GeneratedPairs, 'reused'>), reused: true };
+    const existing = await publishedResult<Omit<GeneratedPairs, 'reused'>>(store, prefix, FORMAT);
+    if (existing) return existing;
 
     const raw = await readPreferenceFile(promptsFile, 'auto');
     const invalid: string[] = [];

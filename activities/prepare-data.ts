@@ -13,7 +13,7 @@ import type { ArtifactStore } from '../store/types.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
 import type { TrainingPair } from '../trainer/batches.ts';
 import { type PreparedPairs, preparePairs, readPreferenceFile, splitPairs } from '../trainer/dataset.ts';
-import { digest, fileDigest, type StageContext } from './stage.ts';
+import { digest, fileDigest, publishedResult, type StageContext } from './stage.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 const SHARD_PAIRS = 2048;
@@ -63,9 +63,8 @@ export async function prepareData(config: DpoflowConfig, context: StageContext):
       },
     });
     const prefix = `data/${key}`;
-    const existing = await store.readManifest(prefix);
-    if (existing?.format === FORMAT)
-      return { ...(existing.meta as Omit<PreparedData, 'reused'>), reused: true };
+    const existing = await publishedResult<Omit<PreparedData, 'reused'>>(store, prefix, FORMAT);
+    if (existing) return existing;
 
     let tokenizer: Promise<TextTokenizer> | undefined;
     // Messages name the file as the user gave it, not the worker's download.

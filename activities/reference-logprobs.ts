@@ -13,7 +13,7 @@ import type { ArtifactStore } from '../store/types.ts';
 import type { TrainingPair } from '../trainer/batches.ts';
 import { scoreReference } from '../trainer/reference.ts';
 import { type PreparedData, readShard } from './prepare-data.ts';
-import { digest, fileDigest, type StageContext } from './stage.ts';
+import { digest, fileDigest, publishedResult, type StageContext } from './stage.ts';
 
 const FORMAT = 'dpoflow.reference-logprobs';
 
@@ -58,9 +58,8 @@ export async function cacheReferenceLogprobs(
     );
     const key = digest({ format: FORMAT, version: 1, model: await modelDigest(modelDir), data: data.key });
     const prefix = `reference/${key}`;
-    const existing = await store.readManifest(prefix);
-    if (existing?.format === FORMAT)
-      return { ...(existing.meta as Omit<ReferenceLogprobs, 'reused'>), reused: true };
+    const existing = await publishedResult<Omit<ReferenceLogprobs, 'reused'>>(store, prefix, FORMAT);
+    if (existing) return existing;
 
     let reference: Checkpoint | undefined;
     const shards = options.shards ?? [...data.shards.train, ...data.shards.eval];

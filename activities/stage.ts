@@ -65,3 +65,22 @@ export async function fileDigest(path: string): Promise<string> {
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
+
+/**
+ * The result an earlier run published under `prefix` (its manifest's meta, marked reused), or undefined. A hit
+ * counts only when the manifest has the expected format and every file it lists exists with its size, so a
+ * damaged artifact is rebuilt instead of trusted.
+ */
+export async function publishedResult<T>(
+  store: ArtifactStore,
+  prefix: string,
+  format: string,
+): Promise<(T & { reused: true }) | undefined> {
+  const manifest = await store.readManifest(prefix);
+  if (manifest?.format !== format) return undefined;
+  for (const file of manifest.files) {
+    const info = await store.head(`${prefix}/${file.path}`);
+    if (info?.bytes !== file.bytes) return undefined;
+  }
+  return { ...(manifest.meta as T), reused: true };
+}

@@ -21,7 +21,7 @@ import { type TrainingResult, type TrainingSetup, TrainingSetupError } from '../
 import type { LogEntry } from '../trainer/state.ts';
 import { type PreparedData, TOKENIZER_FILES } from './prepare-data.ts';
 import { modelDigest, type ReferenceLogprobs, readScoredPairs } from './reference-logprobs.ts';
-import { digest, type StageContext } from './stage.ts';
+import { digest, publishedResult, type StageContext } from './stage.ts';
 
 const MODEL_FORMAT = 'dpoflow.hf-model';
 
@@ -111,8 +111,8 @@ export async function trainAndExport(
   train: (policy: Checkpoint, hooks: TrainingHooks) => Promise<TrainingResult>,
 ): Promise<TrainedPolicy> {
   const { store } = context;
-  const done = await store.readManifest(`${prefix}/model`);
-  if (done?.format === MODEL_FORMAT) return { ...(done.meta as Omit<TrainedPolicy, 'reused'>), reused: true };
+  const done = await publishedResult<Omit<TrainedPolicy, 'reused'>>(store, `${prefix}/model`, MODEL_FORMAT);
+  if (done) return done;
 
   const policy = await loadCheckpoint(modelDir);
   const checkpoints = `${prefix}/checkpoints`;

@@ -131,6 +131,12 @@ test(
       'a rerun reuses every stage',
     );
     assert.deepEqual(again.evaluation?.metrics, evaluation.metrics);
+
+    // A damaged artifact is not trusted: a file its manifest lists is gone, so that stage is rebuilt.
+    await store.delete(`${data.prefix}/stats.json`);
+    const repaired = (await run(config({ beta: 0.1 }))).result;
+    assert.deepEqual([repaired.data.reused, repaired.reference?.reused], [false, true]);
+    assert.ok(await store.exists(`${data.prefix}/stats.json`));
     assert.equal(again.trained.modelUri, trained.modelUri);
 
     const newBeta = (await run(config({ beta: 0.2 }))).result;
@@ -172,7 +178,14 @@ test(
     assert.equal(invalid.cause.type, 'ConfigError');
     assert.match(invalid.cause.message, /training\.beta: expected a number > 0, received -1/);
 
+    const keys = async () => {
+      const found: string[] = [];
+      for await (const { key } of store.list('data/')) found.push(key);
+      return found;
+    };
+    const before = await keys();
     const failure = await run(config({ beta: 0.1 }, 'inputs/bad.jsonl')).catch((error: unknown) => error);
+    assert.deepEqual(await keys(), before, 'the failed preparation left objects behind');
     assert.ok(failure instanceof WorkflowFailedError);
     assert.ok(failure.cause instanceof ActivityFailure);
     const cause = failure.cause.cause;
