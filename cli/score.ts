@@ -2,7 +2,6 @@
 
 import { createWriteStream } from 'node:fs';
 import { readFile, rename, rm } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../engine/models/checkpoint.ts';
 import { PairScorer } from '../engine/models/scorer.ts';
 import { shutdownRuntime } from '../engine/runtime.ts';
@@ -14,7 +13,7 @@ import {
   tokenizePair,
 } from '../text/preference-tokenizer.ts';
 import { loadTokenizer, type TextTokenizer } from '../text/tokenizer.ts';
-import { type Command, exitCodes, UsageError } from './command.ts';
+import { type Command, exitCodes, stringOptions, UsageError } from './command.ts';
 
 const usage = `usage: dpoflow score --model DIR --data FILE --out FILE [options]
 
@@ -45,27 +44,17 @@ function positiveInt(value: string | undefined, name: string, fallback: number):
 }
 
 async function run(args: string[]): Promise<number> {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: Object.fromEntries(
-        [
-          'model',
-          'data',
-          'out',
-          'batch-size',
-          'max-length',
-          'max-prompt-length',
-          'truncation-mode',
-          'device',
-          'threads',
-        ].map((name) => [name, { type: 'string' }]),
-      ) as Record<string, { type: 'string' }>,
-    }) as { values: Record<string, string | undefined> });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = stringOptions(args, [
+    'model',
+    'data',
+    'out',
+    'batch-size',
+    'max-length',
+    'max-prompt-length',
+    'truncation-mode',
+    'device',
+    'threads',
+  ]);
   for (const required of ['model', 'data', 'out'])
     if (!values[required]) throw new UsageError(`--${required} is required`);
   const device = values.device ?? 'cpu';

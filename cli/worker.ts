@@ -1,10 +1,9 @@
 // `dpoflow worker`: runs pipeline workers for the CPU queue, the GPU queue, or both.
 
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { runPipelineWorkers } from '../workers/run.ts';
-import { type Command, exitCodes, UsageError } from './command.ts';
+import { type Command, exitCodes, stringOptions, UsageError } from './command.ts';
 
 const usage = `usage: dpoflow worker [--queues cpu,gpu] [options]
 
@@ -23,20 +22,15 @@ options:
   --grace SECONDS      time running activities get after a shutdown signal (default 30)`;
 
 async function run(args: string[]): Promise<number> {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: Object.fromEntries(
-        ['queues', 'address', 'namespace', 'cpu-queue', 'gpu-queue', 'device', 'grace'].map((name) => [
-          name,
-          { type: 'string' },
-        ]),
-      ) as Record<string, { type: 'string' }>,
-    }) as { values: Record<string, string | undefined> });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = stringOptions(args, [
+    'queues',
+    'address',
+    'namespace',
+    'cpu-queue',
+    'gpu-queue',
+    'device',
+    'grace',
+  ]);
   const queues = (values.queues ?? 'cpu,gpu').split(',');
   const unknown = queues.filter((queue) => queue !== 'cpu' && queue !== 'gpu');
   if (unknown.length)

@@ -3,7 +3,7 @@
 // gracefully: running activities are cancelled, and training saves a checkpoint before its attempt ends.
 
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createPipelineActivities } from '../activities/pipeline.ts';
 import type { WorkerSettings } from '../activities/stage.ts';
 
@@ -24,32 +24,21 @@ export async function runPipelineWorkers(options: PipelineWorkerOptions): Promis
   const connection = await NativeConnection.connect({ address: options.address });
   try {
     const activities = createPipelineActivities(options.settings);
+    const worker = (taskQueue: string, role: string, extra: Partial<WorkerOptions>) =>
+      Worker.create({
+        connection,
+        namespace: options.namespace,
+        taskQueue,
+        activities,
+        shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
+        identity: options.identity && `${options.identity}/${role}`,
+        ...extra,
+      });
     const workers: Worker[] = [];
-    if (options.queues.cpu) {
-      workers.push(
-        await Worker.create({
-          connection,
-          namespace: options.namespace,
-          taskQueue: options.queues.cpu,
-          workflowsPath,
-          activities,
-          shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
-          identity: options.identity && `${options.identity}/cpu`,
-        }),
-      );
-    }
+    // The CPU queue's worker also runs the workflows; the GPU queue's runs one activity at a time (one GPU).
+    if (options.queues.cpu) workers.push(await worker(options.queues.cpu, 'cpu', { workflowsPath }));
     if (options.queues.gpu) {
-      workers.push(
-        await Worker.create({
-          connection,
-          namespace: options.namespace,
-          taskQueue: options.queues.gpu,
-          activities,
-          maxConcurrentActivityTaskExecutions: 1,
-          shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
-          identity: options.identity && `${options.identity}/gpu`,
-        }),
-      );
+      workers.push(await worker(options.queues.gpu, 'gpu', { maxConcurrentActivityTaskExecutions: 1 }));
     }
     if (workers.length === 0) throw new Error('no task queue to poll: give a CPU queue, a GPU queue or both');
     await Promise.all(workers.map((worker) => worker.run()));

@@ -4,11 +4,16 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { createPipelineActivities } from '../../activities/pipeline.ts';
 import { parseConfig } from '../../config/load.ts';
 import type { DpoflowConfig, DpoflowConfigInput } from '../../config/schema.ts';
 import { writeTinyModel } from '../../engine/models/tiny.ts';
 import { mulberry32 } from '../../engine/random.ts';
 import type { ArtifactStore } from '../../store/types.ts';
+import { openTestStore, s3Options } from '../store/backends.ts';
+import { testS3 } from './services.ts';
+import { testTemporal } from './temporal.ts';
 
 export function preferenceRows(count: number, seed = 5): string {
   const uniform = mulberry32(seed);
@@ -84,4 +89,21 @@ export async function checkpointSteps(store: ArtifactStore): Promise<number[]> {
     if (match) steps.push(Number(match[1]));
   }
   return steps.sort((a, b) => a - b);
+}
+
+/**
+ * Temporal, MinIO with the inputs uploaded, and in-process workers on fresh CPU and (unless `gpuWorker` is
+ * false) GPU queues; undefined after marking the test skipped when a service is missing.
+ */
+export async function pipelineStack(t: TestContext, purpose: string, options: { gpuWorker?: boolean } = {}) {
+  const temporal = await testTemporal(t);
+  const opened = await openTestStore(t, 's3');
+  const s3 = testS3(t);
+  if (!temporal || !opened || !s3) return undefined;
+  await uploadPipelineInputs(opened.store);
+  const queues = { cpu: temporal.taskQueue(`${purpose}-cpu`), gpu: temporal.taskQueue(`${purpose}-gpu`) };
+  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
+  await temporal.worker(queues.cpu, activities);
+  if (options.gpuWorker !== false) await temporal.worker(queues.gpu, activities);
+  return { temporal, opened, store: opened.store, s3, queues };
 }

@@ -8,15 +8,11 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import protos from '@temporalio/proto';
-import { createPipelineActivities } from '../../activities/pipeline.ts';
 import type { DpoflowConfigInput } from '../../config/schema.ts';
 import { shutdownRuntime } from '../../engine/runtime.ts';
 import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
 import type { SweepResult } from '../../workflows/sweep.ts';
-import { openTestStore, s3Options } from '../store/backends.ts';
-import { pipelineConfig, preferenceRows, uploadPipelineInputs } from '../support/pipeline.ts';
-import { testS3 } from '../support/services.ts';
-import { testTemporal } from '../support/temporal.ts';
+import { pipelineConfig, pipelineStack, preferenceRows } from '../support/pipeline.ts';
 
 after(shutdownRuntime);
 
@@ -29,21 +25,13 @@ test(
   'dpoPipeline: prepare → reference → train, cached on rerun, retrains only for a new beta',
   LIMIT,
   async (t) => {
-    const temporal = await testTemporal(t);
-    const opened = await openTestStore(t, 's3');
-    const s3 = testS3(t);
-    if (!temporal || !opened || !s3) return;
-    const { store } = opened;
-    await uploadPipelineInputs(store);
+    const stack = await pipelineStack(t, 'pipeline');
+    if (!stack) return;
+    const { temporal, store, s3, queues } = stack;
     await store.put(
       'inputs/bad.jsonl',
       `${preferenceRows(3)}{"prompt": "+a", "chosen": 7}\n{"chosen": "x"}\n`,
     );
-
-    const queues = { cpu: temporal.taskQueue('pipeline-cpu'), gpu: temporal.taskQueue('pipeline-gpu') };
-    const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
-    await temporal.worker(queues.cpu, activities);
-    await temporal.worker(queues.gpu, activities);
     const config = (training: DpoflowConfigInput['training'], train?: string) =>
       pipelineConfig(store, {
         endpoint: s3.endpoint,

@@ -4,14 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createPipelineActivities } from '../../activities/pipeline.ts';
 import { mulberry32 } from '../../engine/random.ts';
 import { shutdownRuntime } from '../../engine/runtime.ts';
 import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
-import { openTestStore, s3Options } from '../store/backends.ts';
-import { pipelineConfig, uploadPipelineInputs } from '../support/pipeline.ts';
-import { testS3 } from '../support/services.ts';
-import { testTemporal } from '../support/temporal.ts';
+import { pipelineConfig, pipelineStack } from '../support/pipeline.ts';
 
 after(shutdownRuntime);
 
@@ -19,12 +15,9 @@ const SUBJECTS = ['the movie', 'this film', 'the plot', 'the acting'];
 const VERDICTS = ['was great', 'was good', 'was bad', 'was awful', 'is wonderful', 'is boring'];
 
 test('sft → generate preferences → DPO → evaluation, reused on rerun', { timeout: 300_000 }, async (t) => {
-  const temporal = await testTemporal(t);
-  const opened = await openTestStore(t, 's3');
-  const s3 = testS3(t);
-  if (!temporal || !opened || !s3) return;
-  const { store } = opened;
-  await uploadPipelineInputs(store);
+  const stack = await pipelineStack(t, 'paper');
+  if (!stack) return;
+  const { temporal, store, s3, queues } = stack;
   const uniform = mulberry32(9);
   const pick = <T>(items: T[]) => items[Math.floor(uniform() * items.length)];
   const reviews = Array.from({ length: 64 }, () => ({ text: `${pick(SUBJECTS)} ${pick(VERDICTS)}.` }));
@@ -34,10 +27,6 @@ test('sft → generate preferences → DPO → evaluation, reused on rerun', { t
     SUBJECTS.map((prompt) => `${JSON.stringify({ prompt })}\n`).join(''),
   );
 
-  const queues = { cpu: temporal.taskQueue('paper-cpu'), gpu: temporal.taskQueue('paper-gpu') };
-  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
-  await temporal.worker(queues.cpu, activities);
-  await temporal.worker(queues.gpu, activities);
   const base = pipelineConfig(store, {
     endpoint: s3.endpoint,
     queues,

@@ -8,15 +8,12 @@ import { join } from 'node:path';
 import { after, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
-import { createPipelineActivities } from '../../activities/pipeline.ts';
 import { shutdownRuntime } from '../../engine/runtime.ts';
 import { openStore } from '../../store/index.ts';
 import { loadTrainerCheckpoint } from '../../trainer/checkpoints.ts';
 import type { PipelineResult } from '../../workflows/dpo-pipeline.ts';
-import { openTestStore, s3Options } from '../store/backends.ts';
-import { checkpointSteps, pipelineConfig, uploadPipelineInputs } from '../support/pipeline.ts';
-import { testS3, testTemporalAddress } from '../support/services.ts';
-import { testTemporal } from '../support/temporal.ts';
+import { checkpointSteps, pipelineConfig, pipelineStack } from '../support/pipeline.ts';
+import { testTemporalAddress } from '../support/services.ts';
 
 after(shutdownRuntime);
 
@@ -37,14 +34,10 @@ const LIMIT = { timeout: 300_000 };
 
 /** Services, inputs in MinIO, an in-process CPU worker, and GPU workers as `dpoflow worker` processes. */
 async function workerProcesses(t: TestContext, purpose: string) {
-  const temporal = await testTemporal(t);
-  const opened = await openTestStore(t, 's3');
-  const s3 = testS3(t);
+  const stack = await pipelineStack(t, purpose, { gpuWorker: false });
   const address = testTemporalAddress(t);
-  if (!temporal || !opened || !s3 || !address) return undefined;
-  await uploadPipelineInputs(opened.store);
-  const queues = { cpu: temporal.taskQueue(`${purpose}-cpu`), gpu: temporal.taskQueue(`${purpose}-gpu`) };
-  await temporal.worker(queues.cpu, createPipelineActivities({ s3: s3Options(s3).s3 }));
+  if (!stack || !address) return undefined;
+  const { s3, queues } = stack;
   const children: ChildProcess[] = [];
   t.after(() => {
     for (const child of children) child.kill('SIGKILL');
@@ -62,7 +55,7 @@ async function workerProcesses(t: TestContext, purpose: string) {
     children.push(child);
     return child;
   };
-  return { temporal, opened, s3, queues, gpuWorker };
+  return { ...stack, gpuWorker };
 }
 
 test(
@@ -128,16 +121,9 @@ test(
 );
 
 test('cancelling a run stops training within seconds and leaves its checkpoints intact', LIMIT, async (t) => {
-  const temporal = await testTemporal(t);
-  const opened = await openTestStore(t, 's3');
-  const s3 = testS3(t);
-  if (!temporal || !opened || !s3) return;
-  const { store } = opened;
-  await uploadPipelineInputs(store);
-  const queues = { cpu: temporal.taskQueue('cancel-cpu'), gpu: temporal.taskQueue('cancel-gpu') };
-  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
-  await temporal.worker(queues.cpu, activities);
-  await temporal.worker(queues.gpu, activities);
+  const stack = await pipelineStack(t, 'cancel');
+  if (!stack) return;
+  const { temporal, store, s3, queues } = stack;
   const handle = await temporal.client.workflow.start('dpoPipeline', {
     taskQueue: queues.cpu,
     workflowId: `cancel-${queues.gpu}`,
