@@ -2,11 +2,12 @@
 // options and calls into the library.
 
 import { type Command, exitCodes, UsageError } from './command.ts';
+import { runCommands } from './runs.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
 import { workerCommand } from './worker.ts';
 
-const commands: Command[] = [trainCommand, scoreCommand, workerCommand];
+const commands: Command[] = [...runCommands, workerCommand, trainCommand, scoreCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -31,6 +31,9 @@ export async function runPipelineWorkers(options: PipelineWorkerOptions): Promis
         taskQueue,
         activities,
         shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
+        // Heartbeats reach the server at least this often, so a cancellation reaches training within seconds
+        // (the SDK's default throttle is up to 60 s).
+        maxHeartbeatThrottleInterval: '2 seconds',
         identity: options.identity && `${options.identity}/${role}`,
         ...extra,
       });
