@@ -85,6 +85,10 @@ export class BackendStore implements ArtifactStore {
     return this.backend.stat(this.keyOf(key));
   }
 
+  downloadUrl(key: KeyOrUri, expiresInSeconds = 3600): Promise<string> {
+    return this.backend.downloadUrl(this.keyOf(key), expiresInSeconds);
+  }
+
   async exists(key: KeyOrUri): Promise<boolean> {
     return (await this.head(key)) !== undefined;
   }

@@ -35,6 +35,8 @@ export interface StoreBackend {
   list(prefix: string, options: { includeTemp: boolean }): AsyncIterable<ListEntry>;
   /** Missing keys are not an error. */
   remove(keys: string[]): Promise<void>;
+  /** A URL that reads the object without credentials until it expires (S3: presigned GET; files: file://). */
+  downloadUrl(key: string, expiresInSeconds: number): Promise<string>;
   /** Aborts incomplete uploads started before cutoff (temporary objects are swept by the caller). */
   abortIncompleteUploads(cutoff: Date): Promise<Pick<SweepResult, 'abortedUploads'>>;
 }

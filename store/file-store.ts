@@ -4,6 +4,7 @@
 import { open, readdir, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { compareKeys, type StagedObject, type StoreBackend } from './backend.ts';
 import { fromNodeError, StoreError } from './errors.ts';
 import { stageFile, writeFileAtomic } from './streams.ts';
@@ -43,6 +44,10 @@ export class FileBackend implements StoreBackend {
       throw new StoreError('NotFound', `${keyUri(this.root, key)}: no such object (a folder is there)`);
     }
     return handle.createReadStream();
+  }
+
+  async downloadUrl(key: string): Promise<string> {
+    return pathToFileURL(this.pathOf(key)).href;
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -20,6 +20,7 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { PublishOptions, StagedObject, StoreBackend, WriteOptions } from './backend.ts';
 import { networkErrorCode, StoreError } from './errors.ts';
 import type { ListEntry, ObjectInfo } from './types.ts';
@@ -150,6 +151,11 @@ export class S3Backend implements StoreBackend {
     } catch (error) {
       throw await this.fail(error, key);
     }
+  }
+
+  downloadUrl(key: string, expiresInSeconds: number): Promise<string> {
+    const command = new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) });
+    return getSignedUrl(this.client, command, { expiresIn: expiresInSeconds });
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -95,6 +95,8 @@ export interface ArtifactStore {
   /** Downloads to a temp file beside localPath, fsyncs, then renames: localPath is never half-written. */
   getToFile(key: KeyOrUri, localPath: string): Promise<void>;
   head(key: KeyOrUri): Promise<ObjectInfo | undefined>;
+  /** A URL that downloads the object without credentials for `expiresInSeconds` (S3: presigned; file: file://). */
+  downloadUrl(key: KeyOrUri, expiresInSeconds?: number): Promise<string>;
   exists(key: KeyOrUri): Promise<boolean>;
   /** Objects whose key starts with prefix, in S3's order (UTF-8 bytes); temporary objects are skipped. */
   list(prefix?: string): AsyncIterable<ListEntry>;

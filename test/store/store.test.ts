@@ -84,6 +84,18 @@ for (const backend of backendNames) {
       assert.deepEqual(await readdir(dirname(target)), ['out.bin'], 'no temp file left beside the download');
     });
 
+    it('gives download URLs that read the object without credentials', async (t) => {
+      const opened = await openTestStore(t, backend);
+      if (!opened) return;
+      const { store } = opened;
+      await store.put('shared/report.html', '<html>report</html>');
+      const url = await store.downloadUrl('shared/report.html', 60);
+      const body =
+        backend === 's3' ? await (await fetch(url)).text() : await readFile(fileURLToPath(url), 'utf8');
+      assert.equal(body, '<html>report</html>');
+      if (backend === 's3') assert.match(url, /X-Amz-Expires=60/);
+    });
+
     it('addresses keys by absolute URI under the root, and rejects URIs outside it', async (t) => {
       const opened = await openTestStore(t, backend);
       if (!opened) return;
