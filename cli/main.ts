@@ -1,13 +1,14 @@
 // `dpoflow <command> [options]`: the command registry, help, and exit codes. Commands are thin: each parses its
 // options and calls into the library.
 
+import { apiCommand } from './api.ts';
 import { type Command, exitCodes, UsageError } from './command.ts';
 import { runCommands } from './runs.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
 import { workerCommand } from './worker.ts';
 
-const commands: Command[] = [...runCommands, workerCommand, trainCommand, scoreCommand];
+const commands: Command[] = [...runCommands, workerCommand, apiCommand, trainCommand, scoreCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

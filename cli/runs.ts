@@ -85,7 +85,7 @@ async function run(args: string[]): Promise<number> {
   const temporal = { ...config.temporal, ...definedOnly(temporalFromFlags(values)) };
   const runs = await connectRuns(temporal);
   try {
-    const { runId, started } = await startRun(runs, config, values.id);
+    const { runId, started } = await startRun(runs, config, { runId: values.id });
     console.log(runId);
     console.error(started ? `started run ${runId}` : `run ${runId} is already going; following it`);
     if (detach) return exitCodes.ok;

@@ -1,10 +1,16 @@
 // The typed client for pipeline runs, over Temporal's: start (idempotent by run id), status with live training
 // progress, list, cancel, and the evaluation report. The CLI (and later the HTTP API) are thin over this.
 
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
 import { configDigest, redactSecrets } from '../config/load.ts';
 import type { DpoflowConfig, TemporalConfig } from '../config/schema.ts';
 import type { PipelineProgress, PipelineResult } from '../workflows/dpo-pipeline.ts';
+import type { SweepInput } from '../workflows/sweep.ts';
 
 export interface RunsClient {
   client: Client;
@@ -32,13 +38,42 @@ export interface StartedRun {
 
 /**
  * Starts dpoPipeline on the CPU queue. Secrets never enter Temporal's history (workers take S3 credentials
- * from their environment); starting an id that is still running returns that run.
+ * from their environment). A run id that is running is followed, not started again; with `once`, an id that
+ * ever ran (an idempotency key's) is never started again either.
  */
 export async function startRun(
-  { client }: RunsClient,
+  runs: RunsClient,
   config: DpoflowConfig,
-  runId = defaultRunId(config),
+  options: { runId?: string; once?: boolean } = {},
 ): Promise<StartedRun> {
+  return startWorkflow(runs, 'dpoPipeline', [redactSecrets(config)], {
+    runId: options.runId ?? defaultRunId(config),
+    once: options.once,
+    taskQueue: config.temporal.task_queues.cpu,
+    memo: { name: config.name, model: config.model.uri, dataset: config.dataset.train, stage: 'queued' },
+  });
+}
+
+/** Starts `sweep` (child runs over a grid) on the CPU queue, with the same id rules as startRun. */
+export async function startSweep(
+  runs: RunsClient,
+  input: Omit<SweepInput, 'config'> & { config: DpoflowConfig },
+  options: { runId: string; once?: boolean },
+): Promise<StartedRun> {
+  return startWorkflow(runs, 'sweep', [{ ...input, config: redactSecrets(input.config) }], {
+    ...options,
+    taskQueue: input.config.temporal.task_queues.cpu,
+    memo: { name: input.config.name, model: input.config.model.uri, dataset: input.config.dataset.train },
+  });
+}
+
+async function startWorkflow(
+  { client }: RunsClient,
+  workflowType: string,
+  args: unknown[],
+  options: { runId: string; once?: boolean; taskQueue: string; memo: Record<string, unknown> },
+): Promise<StartedRun> {
+  const { runId } = options;
   const running = await client.workflow
     .getHandle(runId)
     .describe()
@@ -48,14 +83,21 @@ export async function startRun(
       throw error;
     });
   if (running) return { runId, started: false };
-  // USE_EXISTING also covers a start racing this one: both get the same run.
-  await client.workflow.start('dpoPipeline', {
-    taskQueue: config.temporal.task_queues.cpu,
-    workflowId: runId,
-    args: [redactSecrets(config)],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    memo: { name: config.name, model: config.model.uri, dataset: config.dataset.train, stage: 'queued' },
-  });
+  try {
+    // USE_EXISTING also covers a start racing this one: both get the same run.
+    await client.workflow.start(workflowType, {
+      taskQueue: options.taskQueue,
+      workflowId: runId,
+      args,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      ...(options.once ? { workflowIdReusePolicy: 'REJECT_DUPLICATE' as const } : {}),
+      memo: options.memo,
+    });
+  } catch (error) {
+    if (options.once && error instanceof WorkflowExecutionAlreadyStartedError)
+      return { runId, started: false };
+    throw error;
+  }
   return { runId, started: true };
 }
 
