@@ -268,7 +268,7 @@ ${metrics.prompts} held-out prompts × ${metrics.samples_per_prompt} samples, re
 `;
 }
 
-function lineChart(
+export function lineChart(
   points: number[][],
   options: { points?: boolean; xLabel?: string; yLabel?: string } = {},
 ): string {
@@ -291,6 +291,6 @@ function lineChart(
 </svg>`;
 }
 
-function escapeHtml(text: string): string {
+export function escapeHtml(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }

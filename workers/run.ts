@@ -19,8 +19,14 @@ export interface PipelineWorkerOptions {
 
 const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
-/** Runs until a shutdown signal; resolves once every worker has stopped. */
-export async function runPipelineWorkers(options: PipelineWorkerOptions): Promise<void> {
+export interface RunningWorkers {
+  /** Resolves once every worker has stopped (after shutdown() or a shutdown signal). */
+  done: Promise<void>;
+  shutdown(): void;
+}
+
+/** Starts the workers; they stop on SIGINT/SIGTERM or shutdown(). */
+export async function startPipelineWorkers(options: PipelineWorkerOptions): Promise<RunningWorkers> {
   const connection = await NativeConnection.connect({ address: options.address });
   try {
     const activities = createPipelineActivities(options.settings);
@@ -34,7 +40,7 @@ export async function runPipelineWorkers(options: PipelineWorkerOptions): Promis
         // Heartbeats reach the server at least this often, so a cancellation reaches training within seconds
         // (the SDK's default throttle is up to 60 s).
         maxHeartbeatThrottleInterval: '2 seconds',
-        identity: options.identity && `${options.identity}/${role}`,
+        ...(options.identity ? { identity: `${options.identity}/${role}` } : {}),
         ...extra,
       });
     const workers: Worker[] = [];
@@ -44,8 +50,20 @@ export async function runPipelineWorkers(options: PipelineWorkerOptions): Promis
       workers.push(await worker(options.queues.gpu, 'gpu', { maxConcurrentActivityTaskExecutions: 1 }));
     }
     if (workers.length === 0) throw new Error('no task queue to poll: give a CPU queue, a GPU queue or both');
-    await Promise.all(workers.map((worker) => worker.run()));
-  } finally {
+    const done = Promise.all(workers.map((w) => w.run())).finally(() => connection.close());
+    return {
+      done: done.then(() => undefined),
+      shutdown: () => {
+        for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      },
+    };
+  } catch (error) {
     await connection.close();
+    throw error;
   }
+}
+
+/** Runs until a shutdown signal; resolves once every worker has stopped. */
+export async function runPipelineWorkers(options: PipelineWorkerOptions): Promise<void> {
+  await (await startPipelineWorkers(options)).done;
 }
