@@ -3,12 +3,20 @@
 
 import { apiCommand } from './api.ts';
 import { type Command, exitCodes, UsageError } from './command.ts';
+import { devCommand } from './dev.ts';
 import { runCommands } from './runs.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
 import { workerCommand } from './worker.ts';
 
-const commands: Command[] = [...runCommands, workerCommand, apiCommand, trainCommand, scoreCommand];
+const commands: Command[] = [
+  ...runCommands,
+  devCommand,
+  workerCommand,
+  apiCommand,
+  trainCommand,
+  scoreCommand,
+];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

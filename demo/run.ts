@@ -58,7 +58,13 @@ const temporal = await startTemporalDevServer({
   logDir: join(dir, 'logs'),
 });
 const queues = { cpu: 'dpoflow-demo-cpu', gpu: 'dpoflow-demo-gpu' };
-const workers = await startPipelineWorkers({ address: temporal.address, namespace: 'default', queues });
+// A short grace: on Ctrl-C, running training saves its checkpoint within seconds and the demo ends.
+const workers = await startPipelineWorkers({
+  address: temporal.address,
+  namespace: 'default',
+  queues,
+  shutdownGraceTime: '2 seconds',
+});
 const runs = await connectRuns({
   address: temporal.address,
   namespace: 'default',
@@ -67,6 +73,13 @@ const runs = await connectRuns({
   training_heartbeat_timeout_s: 120,
 });
 let exitCode = 1;
+let interrupted = false;
+// Ctrl-C ends the demo cleanly: the workers stop (training checkpoints), then the dev server.
+const interrupt = () => {
+  interrupted = true;
+};
+process.once('SIGINT', interrupt);
+process.once('SIGTERM', interrupt);
 try {
   const config = parseConfig({
     name: 'demo',
@@ -120,6 +133,8 @@ try {
   let status = await runStatus(runs, runId);
   let last = '';
   while (status.status === 'RUNNING') {
+    if (interrupted)
+      throw new Error(`interrupted; rerun to continue the sweep from its checkpoints and caches`);
     await new Promise((done) => setTimeout(done, 1000));
     status = await runStatus(runs, runId);
     // Each trial is a child pipeline <sweep id>/trial-<n>: show the stages as they change.

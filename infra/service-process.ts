@@ -35,7 +35,9 @@ function installExitHook(): void {
     for (const child of running) child.kill('SIGKILL');
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      // A host with its own handler (dpoflow dev) shuts down gracefully and stops its services itself.
+      if (process.listenerCount(signal) > 1) return;
       for (const child of running) child.kill('SIGKILL');
       process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
     });
