@@ -233,9 +233,13 @@ export const rewardSchema = z
   .discriminatedUnion('type', [
     z
       .strictObject({
-        type: z.literal('sentiment').describe('built-in IMDb sentiment classifier (the paper)'),
+        type: z
+          .literal('sentiment')
+          .describe(
+            "built-in sentiment word lexicon, a weight-free stand-in for the paper's IMDb classifier",
+          ),
       })
-      .describe('reward = positive-sentiment score of prompt + completion'),
+      .describe('reward = (positive − negative sentiment words) / (all sentiment words) of the completion'),
     z
       .strictObject({
         type: z.literal('onnx').describe('reward model exported to ONNX'),
