@@ -7,13 +7,14 @@ import type { DpoflowConfig } from '../config/schema.ts';
 import { type Evaluation, evaluatePolicy } from './evaluate.ts';
 import { sortingFailures } from './failures.ts';
 import { type GeneratedPairs, generatePreferences } from './generate-preferences.ts';
+import { notifyWebhook, type RunOutcome } from './notify.ts';
 import { type PreparedData, prepareData } from './prepare-data.ts';
 import { cacheReferenceLogprobs, type ReferenceLogprobs } from './reference-logprobs.ts';
 import { superviseFineTune } from './sft.ts';
 import { type StageContext, stageContext, type WorkerSettings } from './stage.ts';
 import { type TrainedPolicy, trainPolicy } from './train-policy.ts';
 
-export type { Evaluation, GeneratedPairs, PreparedData, ReferenceLogprobs, TrainedPolicy };
+export type { Evaluation, GeneratedPairs, PreparedData, ReferenceLogprobs, RunOutcome, TrainedPolicy };
 
 export interface PipelineActivities {
   prepareData(input: { config: DpoflowConfig }): Promise<PreparedData>;
@@ -35,6 +36,7 @@ export interface PipelineActivities {
   }): Promise<Evaluation>;
   superviseFineTune(input: { config: DpoflowConfig }): Promise<TrainedPolicy>;
   generatePreferences(input: { config: DpoflowConfig }): Promise<GeneratedPairs>;
+  notifyWebhook(input: { url: string; outcome: RunOutcome }): Promise<void>;
 }
 
 export function createPipelineActivities(worker: WorkerSettings = {}): PipelineActivities {
@@ -63,5 +65,7 @@ export function createPipelineActivities(worker: WorkerSettings = {}): PipelineA
       run(config, (context) => evaluatePolicy(config, { data, trained }, context)),
     superviseFineTune: ({ config }) => run(config, (context) => superviseFineTune(config, context)),
     generatePreferences: ({ config }) => run(config, (context) => generatePreferences(config, context)),
+    notifyWebhook: ({ url, outcome }) =>
+      notifyWebhook(url, outcome, worker.webhookSecret ?? process.env.DPOFLOW_WEBHOOK_SECRET),
   };
 }

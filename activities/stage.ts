@@ -28,6 +28,8 @@ export interface StageContext {
 export interface WorkerSettings {
   s3?: S3StoreOptions;
   runtime?: Partial<RuntimeOptions>;
+  /** HMAC key for completion webhooks; default DPOFLOW_WEBHOOK_SECRET. */
+  webhookSecret?: string;
 }
 
 /** The context of one run: its store and S3 settings (the worker's win), its runtime section. */

@@ -42,11 +42,17 @@ async function run(args: string[]): Promise<number> {
     args.filter((arg) => arg !== '--minio'),
     ['dir', 'api-port', 'temporal-port', 'ui-port'],
   );
+  // Every flag is checked before anything starts.
+  const ports = {
+    api: port(values['api-port'], 8080, 'api-port'),
+    temporal: port(values['temporal-port'], 7233, 'temporal-port'),
+    ui: port(values['ui-port'], 8233, 'ui-port'),
+  };
   const dir = resolve(values.dir ?? '.dpoflow/dev');
   await mkdir(dir, { recursive: true });
   const logDir = join(dir, 'logs');
-  const temporalPort = port(values['temporal-port'], 7233, 'temporal-port') || (await freePort());
-  const uiPort = port(values['ui-port'], 8233, 'ui-port') || (await freePort());
+  const temporalPort = ports.temporal || (await freePort());
+  const uiPort = ports.ui || (await freePort());
   const temporal = await startTemporalDevServer({
     dbFile: join(dir, 'temporal.db'),
     port: temporalPort,
@@ -70,7 +76,7 @@ async function run(args: string[]): Promise<number> {
   const token =
     (process.env.DPOFLOW_API_TOKENS ?? '').split(',')[0]?.trim() || randomBytes(16).toString('hex');
   const api = buildApi({ runs, tokens: [token] });
-  const apiUrl = await api.listen({ port: port(values['api-port'], 8080, 'api-port'), host: '127.0.0.1' });
+  const apiUrl = await api.listen({ port: ports.api, host: '127.0.0.1' });
   console.log(`dpoflow dev is up (Ctrl-C stops it):
   Temporal  ${temporal.address}   web UI ${temporal.uiUrl}   history ${join(dir, 'temporal.db')}
   workers   ${queues.cpu}, ${queues.gpu}

@@ -390,6 +390,16 @@ export const temporalSchema = z
   })
   .describe('Temporal connection');
 
+export const notifySchema = z
+  .strictObject({
+    webhook_url: httpUrl(
+      "receives the run's outcome as JSON when it ends (completed, failed or cancelled), signed with HMAC-SHA256",
+    ).optional(),
+  })
+  .describe(
+    "notifications; the HMAC key comes from the workers' DPOFLOW_WEBHOOK_SECRET, never from the config",
+  );
+
 export const configSchema = z
   .strictObject({
     name: z
@@ -408,6 +418,7 @@ export const configSchema = z
     stages: stagesSchema.prefault({}),
     store: storeSchema.prefault({}),
     temporal: temporalSchema.prefault({}),
+    notify: notifySchema.prefault({}),
   })
   .describe('dpoflow pipeline configuration');
 

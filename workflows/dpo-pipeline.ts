@@ -6,12 +6,15 @@
 import {
   ActivityCancellationType,
   ApplicationFailure,
+  CancellationScope,
   defineQuery,
+  isCancellation,
   proxyActivities,
   type RetryPolicy,
   setCurrentDetails,
   setHandler,
   upsertMemo,
+  workflowInfo,
 } from '@temporalio/workflow';
 import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
 import type {
@@ -20,6 +23,7 @@ import type {
   PipelineActivities,
   PreparedData,
   ReferenceLogprobs,
+  RunOutcome,
   TrainedPolicy,
 } from '../activities/pipeline.ts';
 import { ConfigError, issuesFromZod } from '../config/errors.ts';
@@ -96,47 +100,81 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
     retry,
   });
 
-  // Optional stages of the paper's setup: SFT gives π_ref (and the policy's start); generated pairs the data.
-  if (config.stages.sft.enabled) {
-    enter('sft', `fine-tuning on ${config.stages.sft.dataset}`);
-    const sft = await gpu.superviseFineTune({ config });
-    progress.sft = sft;
-    const sftModel = sft.modelUri;
-    config = { ...config, model: { ...config.model, uri: sftModel, reference: sftModel } };
-  }
-  if (config.stages.generate_preferences.enabled) {
-    enter('generate', `sampling completions for ${config.stages.generate_preferences.prompts}`);
-    const generated = await gpu.generatePreferences({ config });
-    progress.generated = generated;
-    config = { ...config, dataset: { ...config.dataset, train: generated.uri } };
-  }
-  enter('prepare', `reading ${config.dataset.train}`);
-  const data = await cpu.prepareData({ config });
-  progress.data = data;
-  let reference: ReferenceLogprobs | undefined;
-  if (config.training.loss_type !== 'simpo') {
-    enter('reference', `π_ref over ${data.counts.train + data.counts.eval} pairs`);
-    // Large datasets fan out: groups of shards score in parallel on any CPU workers, then one call publishes.
-    const shards = [...data.shards.train, ...data.shards.eval];
-    const group = config.temporal.reference_shards_per_activity;
-    if (shards.length > group) {
-      const groups = Array.from({ length: Math.ceil(shards.length / group) }, (_, i) =>
-        shards.slice(i * group, (i + 1) * group),
-      );
-      await Promise.all(groups.map((part) => cpu.cacheReferenceLogprobs({ config, data, shards: part })));
+  const stages = async (): Promise<PipelineResult> => {
+    // Optional stages of the paper's setup: SFT gives π_ref (and the policy's start); generated pairs the data.
+    if (config.stages.sft.enabled) {
+      enter('sft', `fine-tuning on ${config.stages.sft.dataset}`);
+      const sft = await gpu.superviseFineTune({ config });
+      progress.sft = sft;
+      const sftModel = sft.modelUri;
+      config = { ...config, model: { ...config.model, uri: sftModel, reference: sftModel } };
     }
-    reference = await cpu.cacheReferenceLogprobs({ config, data });
-    progress.reference = reference;
+    if (config.stages.generate_preferences.enabled) {
+      enter('generate', `sampling completions for ${config.stages.generate_preferences.prompts}`);
+      const generated = await gpu.generatePreferences({ config });
+      progress.generated = generated;
+      config = { ...config, dataset: { ...config.dataset, train: generated.uri } };
+    }
+    enter('prepare', `reading ${config.dataset.train}`);
+    const data = await cpu.prepareData({ config });
+    progress.data = data;
+    let reference: ReferenceLogprobs | undefined;
+    if (config.training.loss_type !== 'simpo') {
+      enter('reference', `π_ref over ${data.counts.train + data.counts.eval} pairs`);
+      // Large datasets fan out: groups of shards score in parallel on any CPU workers, then one call publishes.
+      const shards = [...data.shards.train, ...data.shards.eval];
+      const group = config.temporal.reference_shards_per_activity;
+      if (shards.length > group) {
+        const groups = Array.from({ length: Math.ceil(shards.length / group) }, (_, i) =>
+          shards.slice(i * group, (i + 1) * group),
+        );
+        await Promise.all(groups.map((part) => cpu.cacheReferenceLogprobs({ config, data, shards: part })));
+      }
+      reference = await cpu.cacheReferenceLogprobs({ config, data });
+      progress.reference = reference;
+    }
+    enter('train', `${data.counts.train} pairs on ${queues.gpu}`);
+    const trained = await gpu.trainPolicy({ config, data, reference });
+    progress.trained = trained;
+    let evaluation: Evaluation | undefined;
+    if (config.evaluation.enabled) {
+      enter('evaluate', `${config.evaluation.num_prompts} held-out prompts on ${queues.gpu}`);
+      evaluation = await gpu.evaluatePolicy({ config, data, trained });
+      progress.evaluation = evaluation;
+    }
+    enter('done', `model at ${trained.modelUri}`);
+    return { sft: progress.sft, generated: progress.generated, data, reference, trained, evaluation };
+  };
+
+  // The completion webhook (notify.webhook_url) hears how the run ended, cancellation included.
+  const webhook = config.notify.webhook_url;
+  const notify = async (outcome: Omit<RunOutcome, 'run_id'>) => {
+    if (!webhook) return;
+    const runId = workflowInfo().workflowId;
+    await CancellationScope.nonCancellable(() =>
+      cpu.notifyWebhook({ url: webhook, outcome: { run_id: runId, ...outcome } }),
+    );
+  };
+  try {
+    const result = await stages();
+    await notify({
+      status: 'COMPLETED',
+      model_uri: result.trained.modelUri,
+      evaluation_uri: result.evaluation?.uri,
+      metrics: result.trained.evaluation,
+    });
+    return result;
+  } catch (error) {
+    await notify(
+      isCancellation(error) ? { status: 'CANCELLED' } : { status: 'FAILED', failure: rootMessage(error) },
+    );
+    throw error;
   }
-  enter('train', `${data.counts.train} pairs on ${queues.gpu}`);
-  const trained = await gpu.trainPolicy({ config, data, reference });
-  progress.trained = trained;
-  let evaluation: Evaluation | undefined;
-  if (config.evaluation.enabled) {
-    enter('evaluate', `${config.evaluation.num_prompts} held-out prompts on ${queues.gpu}`);
-    evaluation = await gpu.evaluatePolicy({ config, data, trained });
-    progress.evaluation = evaluation;
-  }
-  enter('done', `model at ${trained.modelUri}`);
-  return { sft: progress.sft, generated: progress.generated, data, reference, trained, evaluation };
+}
+
+/** The innermost cause's message (an activity's own error, not "Activity task failed"). */
+function rootMessage(error: unknown): string {
+  let cause = error as Error;
+  while (cause.cause instanceof Error) cause = cause.cause;
+  return cause.message;
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { createPipelineActivities } from '../../activities/pipeline.ts';
+import type { WorkerSettings } from '../../activities/stage.ts';
 import { parseConfig } from '../../config/load.ts';
 import type { DpoflowConfig, DpoflowConfigInput } from '../../config/schema.ts';
 import { writeTinyModel } from '../../engine/models/tiny.ts';
@@ -95,14 +96,18 @@ export async function checkpointSteps(store: ArtifactStore): Promise<number[]> {
  * Temporal, MinIO with the inputs uploaded, and in-process workers on fresh CPU and (unless `gpuWorker` is
  * false) GPU queues; undefined after marking the test skipped when a service is missing.
  */
-export async function pipelineStack(t: TestContext, purpose: string, options: { gpuWorker?: boolean } = {}) {
+export async function pipelineStack(
+  t: TestContext,
+  purpose: string,
+  options: { gpuWorker?: boolean; settings?: WorkerSettings } = {},
+) {
   const temporal = await testTemporal(t);
   const opened = await openTestStore(t, 's3');
   const s3 = testS3(t);
   if (!temporal || !opened || !s3) return undefined;
   await uploadPipelineInputs(opened.store);
   const queues = { cpu: temporal.taskQueue(`${purpose}-cpu`), gpu: temporal.taskQueue(`${purpose}-gpu`) };
-  const activities = createPipelineActivities({ s3: s3Options(s3).s3 });
+  const activities = createPipelineActivities({ s3: s3Options(s3).s3, ...options.settings });
   await temporal.worker(queues.cpu, activities);
   if (options.gpuWorker !== false) await temporal.worker(queues.gpu, activities);
   return { temporal, opened, store: opened.store, s3, queues };
