@@ -119,7 +119,7 @@ export async function evaluatePolicy(
     const files: [string, string][] = [
       ['metrics.json', `${JSON.stringify(metrics, null, 2)}\n`],
       ['samples.jsonl', samples.map((s) => `${JSON.stringify(s)}\n`).join('')],
-      ['report.html', renderReport(config, metrics, history)],
+      ['report.html', renderReport(config, metrics, history, samples)],
     ];
     for (const [name, body] of files) await store.put(`${prefix}/${name}`, body);
     const evaluation: Omit<Evaluation, 'reused'> = { key, prefix, uri: store.uri(prefix), metrics };
@@ -231,11 +231,22 @@ async function readMetricsLog(context: StageContext, uri: string): Promise<Recor
 }
 
 /** A self-contained HTML page: the numbers, training curves and reward vs KL as inline SVG. */
+/** Sample completions shown per model in the report. */
+const REPORT_SAMPLES = 8;
+
 function renderReport(
   config: DpoflowConfig,
   metrics: EvaluationMetrics,
   history: Record<string, number>[],
+  samples: readonly Sample[],
 ): string {
+  const sampleRows = (['policy', 'reference'] as const)
+    .flatMap((model) => samples.filter((sample) => sample.model === model).slice(0, REPORT_SAMPLES))
+    .map(
+      (sample) =>
+        `<tr><td>${sample.model}</td><td>${escapeHtml(sample.prompt)}</td><td>${escapeHtml(sample.completion)}</td><td>${sample.reward.toFixed(3)}</td></tr>`,
+    )
+    .join('');
   const train = history.filter((entry) => 'loss' in entry);
   const evals = history.filter((entry) => 'eval_loss' in entry);
   const rows = Object.entries({
@@ -264,6 +275,8 @@ ${metrics.prompts} held-out prompts × ${metrics.samples_per_prompt} samples, re
     ],
     { points: true, xLabel: 'KL', yLabel: 'reward' },
   )}
+<h2>Sample completions</h2>
+<table><tr><th>model</th><th>prompt</th><th>completion</th><th>reward</th></tr>${sampleRows}</table>
 </body></html>
 `;
 }

@@ -3,7 +3,6 @@
 
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 
 export interface ServiceBinaries {
   temporal: string;
@@ -16,11 +15,24 @@ let resolved: Promise<ServiceBinaries> | undefined;
 
 export function resolveBinaries(): Promise<ServiceBinaries> {
   resolved ??= (async () => {
-    const { stdout } = await promisify(execFile)('bash', [installScript], {
-      maxBuffer: 1 << 20,
-      timeout: 60 * 60 * 1000,
-    }).catch((error: { stderr?: string; message: string }) => {
-      throw new Error(`cannot find or build the Temporal CLI and MinIO:\n${error.stderr ?? error.message}`);
+    // The script's stderr goes straight through: a first-time Go build says so and takes minutes.
+    const child = execFile('bash', [installScript], { maxBuffer: 1 << 20, timeout: 60 * 60 * 1000 });
+    child.stderr?.pipe(process.stderr);
+    const stdout = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (chunk) => {
+        out += chunk;
+      });
+      child.on('error', reject);
+      child.on('exit', (code) =>
+        code === 0
+          ? resolve(out)
+          : reject(
+              new Error(
+                `cannot find or build the Temporal CLI and MinIO (install-binaries.sh exited ${code})`,
+              ),
+            ),
+      );
     });
     const found = Object.fromEntries(
       stdout

@@ -83,6 +83,8 @@ test('report.html renders in headless Chromium with its plots and no console err
     'curves with points',
   );
   assert.match(dom.stdout, /<td>kl<\/td><td>-?[\d.e+-]+<\/td>/);
+  const sampleRows = dom.stdout.match(/<tr><td>(policy|reference)<\/td>/g) ?? [];
+  assert.equal(sampleRows.length, 16, 'eight sample completions of each model');
 
   const png = join(dir, 'report.png');
   await promisify(execFile)(browser, [...flags, `--screenshot=${png}`, report]);
