@@ -12,7 +12,7 @@ import { Generator } from '../engine/models/generate.ts';
 import { localFile } from '../store/from-config.ts';
 import { loadTokenizer } from '../text/tokenizer.ts';
 import { DatasetError, readPreferenceFile } from '../trainer/dataset.ts';
-import { TOKENIZER_FILES, tokenizerFolder } from './prepare-data.ts';
+import { tokenizerDigests, tokenizerFolder } from './prepare-data.ts';
 import { modelDigest } from './reference-logprobs.ts';
 import { openReward } from './rewards.ts';
 import { digest, fileDigest, publishedResult, type StageContext } from './stage.ts';
@@ -51,9 +51,7 @@ export async function generatePreferences(
       version: 1,
       model: await modelDigest(modelDir),
       prompts: await fileDigest(promptsFile),
-      tokenizer: await Promise.all(
-        TOKENIZER_FILES.map((n) => fileDigest(join(tokenizerDir, n)).catch(() => null)),
-      ),
+      tokenizer: await tokenizerDigests(tokenizerDir),
       settings,
       reward: config.evaluation.reward,
       max_prompt_length: config.training.max_prompt_length,

@@ -46,14 +46,7 @@ export async function prepareData(config: DpoflowConfig, context: StageContext):
       version: 1,
       train: await fileDigest(trainFile),
       eval: evalFile ? await fileDigest(evalFile) : null,
-      tokenizer: Object.fromEntries(
-        await Promise.all(
-          TOKENIZER_FILES.map(async (name) => [
-            name,
-            await fileDigest(join(tokenizerDir, name)).catch(() => null),
-          ]),
-        ),
-      ),
+      tokenizer: await tokenizerDigests(tokenizerDir),
       chat_template: config.model.chat_template ?? null,
       dataset: { ...dataset, train: null, eval: null },
       truncation: {
@@ -128,6 +121,15 @@ export async function prepareData(config: DpoflowConfig, context: StageContext):
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** Digest of each tokenizer file (null when absent): what tokenization depends on, for cache keys. */
+export async function tokenizerDigests(dir: string): Promise<Record<string, string | null>> {
+  return Object.fromEntries(
+    await Promise.all(
+      TOKENIZER_FILES.map(async (name) => [name, await fileDigest(join(dir, name)).catch(() => null)]),
+    ),
+  );
 }
 
 /** The tokenizer files of model.tokenizer (default model.uri) in a local folder; absent optional files are fine. */

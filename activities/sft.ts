@@ -8,7 +8,7 @@ import { localFile } from '../store/from-config.ts';
 import { loadTokenizer } from '../text/tokenizer.ts';
 import { readPreferenceFile } from '../trainer/dataset.ts';
 import { prepareSftExamples, trainSft } from '../trainer/sft.ts';
-import { TOKENIZER_FILES, tokenizerFolder } from './prepare-data.ts';
+import { tokenizerDigests, tokenizerFolder } from './prepare-data.ts';
 import { modelDigest } from './reference-logprobs.ts';
 import { digest, fileDigest, type StageContext } from './stage.ts';
 import { padTokenId, type TrainedPolicy, trainAndExport, withModelFolder } from './train-policy.ts';
@@ -39,9 +39,7 @@ export async function superviseFineTune(
       version: 1,
       model: await modelDigest(modelDir),
       data: await fileDigest(dataFile),
-      tokenizer: await Promise.all(
-        TOKENIZER_FILES.map((name) => fileDigest(join(tokenizerDir, name)).catch(() => null)),
-      ),
+      tokenizer: await tokenizerDigests(tokenizerDir),
       chat_template: config.model.chat_template ?? null,
       training,
       seed: config.seed,

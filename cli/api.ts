@@ -3,8 +3,14 @@
 import { readFile } from 'node:fs/promises';
 import { buildApi } from '../api/server.ts';
 import { connectRuns } from '../client/runs.ts';
-import { temporalSchema } from '../config/schema.ts';
-import { type Command, exitCodes, stringOptions, UsageError } from './command.ts';
+import {
+  type Command,
+  connectionHelp,
+  exitCodes,
+  stringOptions,
+  temporalSettings,
+  UsageError,
+} from './command.ts';
 
 const usage = `usage: dpoflow api [--port 8080] [--host 127.0.0.1] [--tokens-file FILE] [options]
 
@@ -17,8 +23,7 @@ options:
   --port N             port to listen on (default 8080; 0 = any free port)
   --host ADDRESS       address to bind (default 127.0.0.1)
   --tokens-file FILE   accepted bearer tokens, one per line
-  --address HOST:PORT  Temporal frontend (default TEMPORAL_ADDRESS or localhost:7233)
-  --namespace NAME     Temporal namespace (default TEMPORAL_NAMESPACE or default)`;
+${connectionHelp}`;
 
 async function run(args: string[]): Promise<number> {
   const values = stringOptions(args, ['port', 'host', 'tokens-file', 'address', 'namespace']);
@@ -34,12 +39,7 @@ async function run(args: string[]): Promise<number> {
       'no API tokens: set DPOFLOW_API_TOKENS or --tokens-file (every request would be refused)',
     );
   }
-  const runs = await connectRuns(
-    temporalSchema.parse({
-      address: values.address ?? process.env.TEMPORAL_ADDRESS,
-      namespace: values.namespace ?? process.env.TEMPORAL_NAMESPACE,
-    }),
-  );
+  const runs = await connectRuns(temporalSettings(values));
   const app = buildApi({ runs, tokens });
   const url = await app.listen({ port, host: values.host ?? '127.0.0.1' });
   console.error(`dpoflow api: listening on ${url} (OpenAPI at ${url}/openapi.json)`);

@@ -15,27 +15,23 @@ import {
 } from '../client/runs.ts';
 import { ConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
-import { temporalSchema } from '../config/schema.ts';
 import { openStore } from '../store/index.ts';
-import { type Command, exitCodes, stringOptions, UsageError } from './command.ts';
-
-const connectionHelp = `  --address HOST:PORT  Temporal frontend (default TEMPORAL_ADDRESS or localhost:7233)
-  --namespace NAME     Temporal namespace (default TEMPORAL_NAMESPACE or default)`;
-
-/** Temporal connection from flags, then the environment, then the schema's defaults. */
-function temporalFrom(values: Record<string, string | undefined>) {
-  return temporalSchema.parse({
-    address: values.address ?? process.env.TEMPORAL_ADDRESS,
-    namespace: values.namespace ?? process.env.TEMPORAL_NAMESPACE,
-  });
-}
+import {
+  type Command,
+  connectionHelp,
+  exitCodes,
+  stringOptions,
+  temporalSettings,
+  trainingBar,
+  UsageError,
+} from './command.ts';
 
 /** Connects, runs `body`, closes; a missing run is a usage error (exit 2) naming it. */
 async function withRuns(
   values: Record<string, string | undefined>,
   body: (runs: RunsClient) => Promise<number>,
 ): Promise<number> {
-  const runs = await connectRuns(temporalFrom(values));
+  const runs = await connectRuns(temporalSettings(values));
   try {
     return await body(runs);
   } catch (error) {
@@ -82,8 +78,7 @@ async function run(args: string[]): Promise<number> {
     console.error(`dpoflow run: ${error.message}`);
     return exitCodes.usage;
   }
-  const temporal = { ...config.temporal, ...definedOnly(temporalFromFlags(values)) };
-  const runs = await connectRuns(temporal);
+  const runs = await connectRuns(temporalSettings(values, config.temporal));
   try {
     const { runId, started } = await startRun(runs, config, { runId: values.id });
     console.log(runId);
@@ -93,14 +88,6 @@ async function run(args: string[]): Promise<number> {
   } finally {
     await runs.close();
   }
-}
-
-function temporalFromFlags(values: Record<string, string | undefined>) {
-  return { address: values.address, namespace: values.namespace };
-}
-
-function definedOnly<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Polls the run until it ends, printing stages and training progress; the exit code says how it ended. */
@@ -118,7 +105,7 @@ async function follow(runs: RunsClient, runId: string): Promise<number> {
     const beat = status.heartbeat;
     if (beat?.stage === 'train' && typeof beat.step === 'number' && beat.step !== lastStep) {
       lastStep = beat.step;
-      const line = trainingLine(beat as Record<string, number>);
+      const line = trainingBar(beat as Record<string, number>);
       if (tty) process.stderr.write(`\r${line}\x1b[K`);
       else if (beat.step % 10 === 0 || beat.step === beat.totalSteps) console.error(line);
     }
@@ -128,13 +115,6 @@ async function follow(runs: RunsClient, runId: string): Promise<number> {
     }
     await sleep(1000);
   }
-}
-
-function trainingLine({ step, totalSteps, loss, accuracy }: Record<string, number>): string {
-  const width = 30;
-  const filled = Math.round((width * step) / totalSteps);
-  const acc = typeof accuracy === 'number' ? ` acc ${accuracy.toFixed(2)}` : '';
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${totalSteps} loss ${loss.toFixed(4)}${acc}`;
 }
 
 /** The end of a run on stderr, and its exit code. */
@@ -186,7 +166,7 @@ async function status(args: string[]): Promise<number> {
     else {
       console.log(`${current.runId}: ${current.status}${current.stage ? `, stage ${current.stage}` : ''}`);
       if (current.heartbeat?.stage === 'train')
-        console.log(trainingLine(current.heartbeat as Record<string, number>));
+        console.log(trainingBar(current.heartbeat as Record<string, number>));
       if (current.result) console.log(`model: ${current.result.trained.modelUri}`);
       if (current.failure) console.log(`failure: ${current.failure}`);
     }

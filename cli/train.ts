@@ -14,7 +14,7 @@ import { dpoUsesReference } from '../engine/dpo/step.ts';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { DatasetError } from '../trainer/dataset.ts';
 import { TrainingCancelledError, TrainingSetupError } from '../trainer/loop.ts';
-import { type Command, exitCodes, UsageError } from './command.ts';
+import { type Command, exitCodes, trainingBar, UsageError } from './command.ts';
 
 const usage = `usage: dpoflow train --config FILE [--resume]
 
@@ -138,15 +138,10 @@ function progressPrinter() {
     } else if (details.stage === 'train' && typeof details.resumedFrom === 'number') {
       message(`resuming from the checkpoint at step ${details.resumedFrom}`);
     } else if (details.stage === 'train') {
-      const { step, totalSteps, loss, accuracy } = details as Record<string, number>;
+      const progress = details as Record<string, number>;
       started ||= performance.now();
-      const width = 30;
-      const filled = Math.round((width * step) / totalSteps);
-      const rate = step / Math.max(1e-9, (performance.now() - started) / 1000);
-      line(
-        `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${step}/${totalSteps} ` +
-          `loss ${loss.toFixed(4)}${accuracy === undefined ? '' : ` acc ${accuracy.toFixed(2)}`} ${rate.toFixed(1)} steps/s`,
-      );
+      const rate = progress.step / Math.max(1e-9, (performance.now() - started) / 1000);
+      line(`${trainingBar(progress)} ${rate.toFixed(1)} steps/s`);
     }
   };
   const log = (entry: Record<string, number>) => {

@@ -3,7 +3,14 @@
 import { hostname } from 'node:os';
 import { shutdownRuntime } from '../engine/runtime.ts';
 import { runPipelineWorkers } from '../workers/run.ts';
-import { type Command, exitCodes, stringOptions, UsageError } from './command.ts';
+import {
+  type Command,
+  connectionHelp,
+  exitCodes,
+  stringOptions,
+  temporalSettings,
+  UsageError,
+} from './command.ts';
 
 const usage = `usage: dpoflow worker [--queues cpu,gpu] [options]
 
@@ -14,8 +21,7 @@ AWS credential chain); each run's config names its store and S3 endpoint.
 
 options:
   --queues LIST        cpu, gpu or cpu,gpu (default cpu,gpu: one process for local use)
-  --address HOST:PORT  Temporal frontend (default TEMPORAL_ADDRESS or localhost:7233)
-  --namespace NAME     Temporal namespace (default TEMPORAL_NAMESPACE or default)
+${connectionHelp}
   --cpu-queue NAME     name of the CPU queue (default dpoflow-cpu, as temporal.task_queues.cpu)
   --gpu-queue NAME     name of the GPU queue (default dpoflow-gpu, as temporal.task_queues.gpu)
   --device cpu|cuda    execution provider override for this worker's runs
@@ -41,10 +47,11 @@ async function run(args: string[]): Promise<number> {
   const grace = Number(values.grace ?? 30);
   if (!(grace >= 0)) throw new UsageError(`--grace: expected seconds ≥ 0, received "${values.grace}"`);
   console.error(`dpoflow worker: polling ${queues.join(' and ')} (Ctrl-C to stop)`);
+  const { address, namespace } = temporalSettings(values);
   try {
     await runPipelineWorkers({
-      address: values.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
-      namespace: values.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default',
+      address,
+      namespace,
       queues: {
         cpu: queues.includes('cpu') ? (values['cpu-queue'] ?? 'dpoflow-cpu') : undefined,
         gpu: queues.includes('gpu') ? (values['gpu-queue'] ?? 'dpoflow-gpu') : undefined,

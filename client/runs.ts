@@ -7,6 +7,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
+import { rootMessage } from '../activities/failure-types.ts';
 import { configDigest, redactSecrets } from '../config/load.ts';
 import type { DpoflowConfig, TemporalConfig } from '../config/schema.ts';
 import type { PipelineProgress, PipelineResult } from '../workflows/dpo-pipeline.ts';
@@ -146,17 +147,10 @@ export async function runStatus({ client }: RunsClient, runId: string): Promise<
   } else if (description.status.name === 'FAILED') {
     status.failure = await handle.result().then(
       () => undefined,
-      (error: Error) => failureMessage(error),
+      (error: Error) => rootMessage(error),
     );
   }
   return status;
-}
-
-/** The innermost cause's message: what the activity or workflow said. */
-function failureMessage(error: Error): string {
-  let cause: Error = error;
-  while (cause.cause instanceof Error) cause = cause.cause;
-  return cause.message;
 }
 
 export interface RunSummary {

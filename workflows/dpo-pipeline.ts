@@ -16,7 +16,7 @@ import {
   upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
-import { NON_RETRYABLE_TYPES } from '../activities/failure-types.ts';
+import { NON_RETRYABLE_TYPES, rootMessage } from '../activities/failure-types.ts';
 import type {
   Evaluation,
   GeneratedPairs,
@@ -170,11 +170,4 @@ export async function dpoPipeline(input: DpoflowConfigInput): Promise<PipelineRe
     );
     throw error;
   }
-}
-
-/** The innermost cause's message (an activity's own error, not "Activity task failed"). */
-function rootMessage(error: unknown): string {
-  let cause = error as Error;
-  while (cause.cause instanceof Error) cause = cause.cause;
-  return cause.message;
 }
